@@ -1,0 +1,59 @@
+"""The event contract: envelope, types, canonical JSON and signatures.
+
+Workers, apps and the chain indexer produce with ``make_event``; ingest checks with
+``decode_message``. See docs/events.md for the reference.
+"""
+
+from indexer.events.canonical import CanonicalizationError, canonical_json
+from indexer.events.envelope import (
+    MASA_NAMESPACE,
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    Event,
+    SignedMessage,
+    chain_event_id,
+    decode_message,
+    make_event,
+    retraction_id,
+    stream_id,
+)
+from indexer.events.reasons import Reason
+from indexer.events.signing import recover_address, signing_digest
+from indexer.events.types import (
+    CHAIN_TYPES,
+    CURRENT_VERSION,
+    EVENT_TYPES,
+    STAKING_ROLES,
+    EventType,
+    Payload,
+    Role,
+    lookup,
+    upcast,
+)
+
+__all__ = [
+    "CHAIN_TYPES",
+    "CURRENT_VERSION",
+    "EVENT_TYPES",
+    "MASA_NAMESPACE",
+    "MAX_MESSAGE_BYTES",
+    "STAKING_ROLES",
+    "CanonicalizationError",
+    "Envelope",
+    "Event",
+    "EventType",
+    "Payload",
+    "Reason",
+    "Role",
+    "SignedMessage",
+    "canonical_json",
+    "chain_event_id",
+    "decode_message",
+    "lookup",
+    "make_event",
+    "recover_address",
+    "retraction_id",
+    "signing_digest",
+    "stream_id",
+    "upcast",
+]

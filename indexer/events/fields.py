@@ -1,0 +1,80 @@
+"""Field types shared by the envelope and the payloads.
+
+Amounts are decimal strings on the wire (JSON numbers lose precision above 2**53, and RFC 8785
+would refuse them); addresses and hashes are 0x-hex and normalised to lower case.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from eth_utils import is_checksum_address, to_checksum_address
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+
+MAX_UINT256 = 2**256 - 1
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ValueError("address must be 0x followed by 40 hex digits")
+    try:
+        int(value[2:], 16)
+    except ValueError as exc:
+        raise ValueError("address must be 0x followed by 40 hex digits") from exc
+    body = value[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
+        raise ValueError("mixed-case address fails its EIP-55 checksum")
+    return value.lower()
+
+
+def _hex_bytes(length: int) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value.startswith("0x"):
+            raise ValueError(f"expected 0x-prefixed hex of {length} bytes")
+        try:
+            raw = bytes.fromhex(value[2:])
+        except ValueError as exc:
+            raise ValueError("not hex") from exc
+        if len(raw) != length:
+            raise ValueError(f"expected {length} bytes, got {len(raw)}")
+        return value.lower()
+
+    return check
+
+
+def _wei(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("amount must be a decimal string of wei")
+    if isinstance(value, str) and (not value.isdigit() or not value.isascii()):
+        raise ValueError("amount must be a decimal string of wei")
+    amount = int(value)
+    if not 0 <= amount <= MAX_UINT256:
+        raise ValueError("amount out of uint256 range")
+    return amount
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
+    return value.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 UTC with microseconds and a ``Z``: the form our producers write."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+Address = Annotated[str, BeforeValidator(_address)]
+Hash32 = Annotated[str, BeforeValidator(_hex_bytes(32))]
+Signature = Annotated[str, BeforeValidator(_hex_bytes(65))]
+Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str)]
+UtcDatetime = Annotated[
+    datetime, AfterValidator(_utc), PlainSerializer(format_timestamp, return_type=str)
+]
+Count = Annotated[int, Field(ge=0, le=2**53 - 1)]
+
+
+def checksum(address: str) -> str:
+    """EIP-55 form of an address, for display."""
+    return to_checksum_address(address)

@@ -1,0 +1,256 @@
+"""The event types of the Masa ledger: payload schemas, who may produce them, which stream
+(aggregate) they belong to, and how old versions are upcast.
+
+The aggregate key is both the Kafka message key and the name of the event-store stream, so
+every event about one request, node, source or contract reaches the same partition and the
+same writer, whoever produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from indexer.events.fields import Address, Count, Hash32, Wei
+
+
+class Role(StrEnum):
+    """Who may produce an event type."""
+
+    ORACLE = "oracle"
+    WORKER = "worker"
+    CONTRIBUTOR = "contributor"
+    INDEXER = "indexer"
+
+
+#: NodeStaking's on-chain role numbers.
+STAKING_ROLES: dict[int, Role] = {1: Role.WORKER, 2: Role.ORACLE}
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- requests -------------------------------------------------------------------------------
+
+Text = Annotated[str, Field(max_length=4096)]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+
+
+class RequestSubmitted(Payload):
+    """An oracle asks the network for work, paying ``fee`` from its prepaid balance."""
+
+    request_id: UUID
+    kind: Literal["data", "llm"]
+    spec: dict[str, Any]
+    fee: Wei
+
+
+class RequestCompleted(Payload):
+    """A worker finished a request. ``units`` are items (data) or tokens (llm)."""
+
+    request_id: UUID
+    result_digest: Hash32
+    units: Count
+
+
+class RequestFailed(Payload):
+    request_id: UUID
+    reason: Code
+    detail: Text = ""
+
+
+class DataUse(Payload):
+    source: Annotated[str, Field(min_length=1, max_length=512)]
+    contributor: Address
+    units: Annotated[int, Field(gt=0, le=2**53 - 1)]
+
+
+class DataUsed(Payload):
+    """The contributors' sources a worker's result used, with units per source."""
+
+    request_id: UUID
+    uses: Annotated[list[DataUse], Field(min_length=1, max_length=1000)]
+
+
+class DataSourceRegistered(Payload):
+    """A contributor claims a source: a URL prefix ``scheme://host[:port]/path``."""
+
+    source: Annotated[str, Field(min_length=8, max_length=512, pattern=r"^https?://[^\s]+$")]
+    contributor: Address
+
+
+class HeartbeatV1(Payload):
+    seq: Count
+
+
+class Heartbeat(Payload):
+    """A worker is alive. ``seq`` increases strictly per node."""
+
+    seq: Count
+    capabilities: list[Literal["data", "llm"]] = Field(default_factory=list, max_length=2)
+
+
+# --- chain ----------------------------------------------------------------------------------
+
+
+class ChainLog(Payload):
+    """Where a chain event came from; its event id derives from these fields."""
+
+    chain_id: Annotated[int, Field(gt=0)]
+    contract: Address
+    block_number: Count
+    block_hash: Hash32
+    tx_hash: Hash32
+    log_index: Count
+
+
+class ChainPayload(Payload):
+    log: ChainLog
+
+
+class Staked(ChainPayload):
+    node: Address
+    role: Annotated[int, Field(ge=1, le=2)]
+    amount: Wei
+    total_stake: Wei
+
+
+class UnstakeRequested(ChainPayload):
+    node: Address
+    lock_id: Count
+    amount: Wei
+    unlock_at: Count
+    total_stake: Wei
+
+
+class Withdrawn(ChainPayload):
+    node: Address
+    lock_id: Count
+    amount: Wei
+
+
+class Slashed(ChainPayload):
+    node: Address
+    amount: Wei
+    reason: Annotated[str, Field(max_length=256)]
+    total_stake: Wei
+
+
+class Funded(ChainPayload):
+    funder: Address
+    amount: Wei
+    total_funded: Wei
+
+
+class FeesDeposited(ChainPayload):
+    oracle: Address
+    amount: Wei
+    total_deposited: Wei
+
+
+class RootPosted(ChainPayload):
+    epoch: Count
+    root: Hash32
+    total_cumulative: Wei
+    statement_hash: Hash32
+
+
+class Claimed(ChainPayload):
+    account: Address
+    amount: Wei
+    cumulative: Wei
+
+
+class ChainLogRetracted(ChainPayload):
+    """A log a reorg removed. ``stream_key`` is the aggregate of the retracted event."""
+
+    retracted_id: UUID
+    retracted_type: Annotated[str, Field(max_length=64)]
+    stream_key: Annotated[str, Field(max_length=512)]
+
+    @model_validator(mode="after")
+    def _names_a_chain_type(self) -> ChainLogRetracted:
+        if self.retracted_type not in CHAIN_TYPES:
+            raise ValueError(f"{self.retracted_type} is not a chain event type")
+        return self
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    version: int
+    payload: type[Payload]
+    role: Role
+    key: Callable[[Any, str], str]
+    """(payload, producer) -> aggregate key."""
+
+
+def _by_request(payload: Any, _producer: str) -> str:
+    return str(payload.request_id)
+
+
+def _by_producer(_payload: Any, producer: str) -> str:
+    return producer
+
+
+def _by_field(name: str) -> Callable[[Any, str], str]:
+    return lambda payload, _producer: str(getattr(payload, name))
+
+
+def _by_contract(payload: Any, _producer: str) -> str:
+    return str(payload.log.contract)
+
+
+_TYPES = [
+    EventType("RequestSubmitted", 1, RequestSubmitted, Role.ORACLE, _by_request),
+    EventType("RequestCompleted", 1, RequestCompleted, Role.WORKER, _by_request),
+    EventType("RequestFailed", 1, RequestFailed, Role.WORKER, _by_request),
+    EventType("DataUsed", 1, DataUsed, Role.WORKER, _by_request),
+    EventType("DataSourceRegistered", 1, DataSourceRegistered, Role.CONTRIBUTOR, _by_field("source")),
+    EventType("Heartbeat", 1, HeartbeatV1, Role.WORKER, _by_producer),
+    EventType("Heartbeat", 2, Heartbeat, Role.WORKER, _by_producer),
+    EventType("Staked", 1, Staked, Role.INDEXER, _by_field("node")),
+    EventType("UnstakeRequested", 1, UnstakeRequested, Role.INDEXER, _by_field("node")),
+    EventType("Withdrawn", 1, Withdrawn, Role.INDEXER, _by_field("node")),
+    EventType("Slashed", 1, Slashed, Role.INDEXER, _by_field("node")),
+    EventType("FeesDeposited", 1, FeesDeposited, Role.INDEXER, _by_field("oracle")),
+    EventType("Claimed", 1, Claimed, Role.INDEXER, _by_field("account")),
+    EventType("Funded", 1, Funded, Role.INDEXER, _by_contract),
+    EventType("RootPosted", 1, RootPosted, Role.INDEXER, _by_contract),
+    EventType("ChainLogRetracted", 1, ChainLogRetracted, Role.INDEXER, _by_field("stream_key")),
+]
+
+EVENT_TYPES: dict[tuple[str, int], EventType] = {(t.name, t.version): t for t in _TYPES}
+CURRENT_VERSION: dict[str, int] = {}
+for _t in _TYPES:
+    CURRENT_VERSION[_t.name] = max(CURRENT_VERSION.get(_t.name, 0), _t.version)
+
+CHAIN_TYPES = frozenset(
+    t.name for t in _TYPES if t.role is Role.INDEXER and t.name != "ChainLogRetracted"
+)
+
+#: (type, version) -> function turning that version's payload dict into the next version's.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("Heartbeat", 1): lambda payload: {**payload, "capabilities": []},
+}
+
+
+def lookup(name: str, version: int) -> EventType | None:
+    return EVENT_TYPES.get((name, version))
+
+
+def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a stored event in the current version of its type."""
+    while version < CURRENT_VERSION[name]:
+        payload = UPCASTERS[(name, version)](payload)
+        version += 1
+    return payload

@@ -1,0 +1,229 @@
+"""The pure core of ingest: what the ledger knows about one stream, and what to do with the
+next event for it (accept, reject, or hold until what it refers to arrives).
+
+No I/O here. The ingest loop loads stream states, calls ``decide`` then ``evolve`` per event,
+and writes the results in one transaction with the consumed offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from indexer.events import Event, Reason, Role
+from indexer.events import types as t
+
+#: Chain entries kept per stream: enough to undo any reorg shallower than the finality depth.
+CHAIN_HISTORY = 256
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    event_id: str
+    total_stake: int | None = None
+    role: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What validation needs to know about one aggregate; stored as JSON beside the events."""
+
+    key: str
+    version: int = 0
+    submitted_by: str | None = None
+    closed: str | None = None
+    data_used_by: tuple[str, ...] = ()
+    last_seq: int | None = None
+    contributor: str | None = None
+    chain: tuple[ChainEntry, ...] = ()
+
+    @property
+    def stake(self) -> int | None:
+        """Active stake after the latest chain event that set one; None if never staked."""
+        return next((e.total_stake for e in reversed(self.chain) if e.total_stake is not None), None)
+
+    @property
+    def role(self) -> int | None:
+        return next((e.role for e in reversed(self.chain) if e.role is not None), None)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"key": self.key, "version": self.version}
+        for name in ("submitted_by", "closed", "last_seq", "contributor"):
+            if (value := getattr(self, name)) is not None:
+                data[name] = value
+        if self.data_used_by:
+            data["data_used_by"] = list(self.data_used_by)
+        if self.chain:
+            data["chain"] = [[e.event_id, _str_or_none(e.total_stake), e.role] for e in self.chain]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StreamState:
+        chain = tuple(
+            ChainEntry(eid, int(total) if total is not None else None, role)
+            for eid, total, role in data.get("chain", ())
+        )
+        return cls(
+            key=data["key"],
+            version=data["version"],
+            submitted_by=data.get("submitted_by"),
+            closed=data.get("closed"),
+            data_used_by=tuple(data.get("data_used_by", ())),
+            last_seq=data.get("last_seq"),
+            contributor=data.get("contributor"),
+            chain=chain,
+        )
+
+
+def _str_or_none(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accept:
+    pass
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Wait for ``awaiting`` (``request:<id>`` or ``stake:<address>``); if it never comes,
+    reject with ``reason``."""
+
+    awaiting: str
+    reason: Reason
+    detail: str = ""
+
+
+Decision = Accept | Reject | Hold
+
+
+@dataclass(frozen=True)
+class Policy:
+    trusted_indexers: Collection[str] = field(default_factory=frozenset)
+
+
+_NODE_ROLES = {Role.WORKER: 1, Role.ORACLE: 2}
+
+
+def decide(event: Event, stream: StreamState, producer: StreamState | None, policy: Policy) -> Decision:
+    """Whether ``event`` may be appended to ``stream``, given its producer's node stream."""
+    verdict = _check_producer(event, producer, policy)
+    if verdict is not None:
+        return verdict
+    check = _STREAM_CHECKS.get(type(event.payload))
+    return check(event, stream) if check else Accept()
+
+
+def _check_producer(event: Event, node: StreamState | None, policy: Policy) -> Decision | None:
+    role = event.event_type.role
+    producer = event.envelope.producer
+    if role is Role.INDEXER:
+        return None if producer in policy.trusted_indexers else Reject(Reason.UNTRUSTED_INDEXER)
+    if role is Role.CONTRIBUTOR:
+        contributor = event.payload.contributor  # type: ignore[attr-defined]
+        return None if contributor == producer else Reject(Reason.NOT_CONTRIBUTOR)
+    if node is None or node.stake is None:
+        return Hold(f"stake:{producer}", Reason.NOT_STAKED, f"{producer} has never staked")
+    if node.stake == 0:
+        return Reject(Reason.NOT_STAKED, f"{producer} has no active stake")
+    if node.role != _NODE_ROLES[role]:
+        return Reject(Reason.WRONG_ROLE, f"{event.envelope.type} needs a {role} stake")
+    return None
+
+
+def _submitted(event: Event, stream: StreamState) -> Decision:
+    if stream.submitted_by is not None:
+        return Reject(Reason.DUPLICATE_REQUEST, f"request {stream.key} was already submitted")
+    return Accept()
+
+
+def _closing(event: Event, stream: StreamState) -> Decision:
+    if stream.submitted_by is None:
+        return Hold(f"request:{stream.key}", Reason.UNKNOWN_REQUEST, f"request {stream.key}")
+    if stream.closed is not None:
+        return Reject(Reason.REQUEST_CLOSED, f"request {stream.key} is already {stream.closed}")
+    return Accept()
+
+
+def _data_used(event: Event, stream: StreamState) -> Decision:
+    if stream.submitted_by is None:
+        return Hold(f"request:{stream.key}", Reason.UNKNOWN_REQUEST, f"request {stream.key}")
+    if event.envelope.producer in stream.data_used_by:
+        return Reject(Reason.DUPLICATE_DATA_USE, f"{event.envelope.producer} already reported")
+    return Accept()
+
+
+def _heartbeat(event: Event, stream: StreamState) -> Decision:
+    seq = event.payload.seq  # type: ignore[attr-defined]
+    if stream.last_seq is not None and seq <= stream.last_seq:
+        return Reject(Reason.STALE_HEARTBEAT, f"seq {seq} <= last {stream.last_seq}")
+    return Accept()
+
+
+def _source(event: Event, stream: StreamState) -> Decision:
+    if stream.contributor is not None:
+        return Reject(Reason.SOURCE_TAKEN, f"registered to {stream.contributor}")
+    return Accept()
+
+
+def _retraction(event: Event, stream: StreamState) -> Decision:
+    retracted = str(event.payload.retracted_id)  # type: ignore[attr-defined]
+    if all(e.event_id != retracted for e in stream.chain):
+        return Reject(Reason.UNKNOWN_LOG, f"no chain event {retracted} in this stream")
+    return Accept()
+
+
+_STREAM_CHECKS = {
+    t.RequestSubmitted: _submitted,
+    t.RequestCompleted: _closing,
+    t.RequestFailed: _closing,
+    t.DataUsed: _data_used,
+    t.Heartbeat: _heartbeat,
+    t.HeartbeatV1: _heartbeat,
+    t.DataSourceRegistered: _source,
+    t.ChainLogRetracted: _retraction,
+}
+
+
+# --- evolution ------------------------------------------------------------------------------
+
+
+def evolve(stream: StreamState, event: Event) -> StreamState:
+    """The stream's state after appending ``event`` (which ``decide`` accepted)."""
+    payload = event.payload
+    producer = event.envelope.producer
+    state = replace(stream, version=stream.version + 1)
+    match payload:
+        case t.RequestSubmitted():
+            return replace(state, submitted_by=producer)
+        case t.RequestCompleted():
+            return replace(state, closed="completed")
+        case t.RequestFailed():
+            return replace(state, closed="failed")
+        case t.DataUsed():
+            return replace(state, data_used_by=(*state.data_used_by, producer))
+        case t.Heartbeat() | t.HeartbeatV1():
+            return replace(state, last_seq=payload.seq)
+        case t.DataSourceRegistered():
+            return replace(state, contributor=payload.contributor)
+        case t.ChainLogRetracted():
+            kept = tuple(e for e in state.chain if e.event_id != str(payload.retracted_id))
+            return replace(state, chain=kept)
+        case t.ChainPayload():
+            entry = ChainEntry(
+                str(event.envelope.id),
+                getattr(payload, "total_stake", None),
+                getattr(payload, "role", None),
+            )
+            return replace(state, chain=(*state.chain, entry)[-CHAIN_HISTORY:])
+    return state

@@ -1,0 +1,231 @@
+"""The ingest loop: poll the events topic, build one batch, commit it with the offsets, publish
+the outbox. Any failed write is handled like a restart: caches are dropped and every owned
+partition re-reads from the offset stored with the events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from indexer.bus.base import Bus, Record, TopicPartition, partition_for
+from indexer.events import Event, Reason, stream_id
+from indexer.ingest.batch import BatchBuilder, BatchContext, Topics, decode_or_reject
+from indexer.ingest.decide import Policy, StreamState
+from indexer.store.base import EventStore, HeldRecord, OutboxRecord, WriteConflict
+from masa.errors import EventRejected, RetryableError
+
+log = logging.getLogger("masa.ingest")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    consumer_name: str
+    topics: Topics
+    policy: Policy
+    batch_max_events: int = 5000
+    poll_timeout_s: float = 0.5
+    max_clock_skew: timedelta = timedelta(minutes=5)
+    hold_timeout: timedelta = timedelta(hours=1)
+    hold_recheck_s: float = 1.0
+    stream_cache_size: int = 200_000
+
+
+class _LRU(OrderedDict[UUID, StreamState]):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: UUID, value: StreamState) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+class Ingestor:
+    """Owns some partitions of the events topic (as a member of the consumer group)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: EventStore,
+        config: IngestConfig,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.stats: Counter[str] = Counter()
+        self._consumer = bus.consumer(group=config.consumer_name)
+        self._producer = bus.producer()
+        self._partitions = bus.partitions(config.topics.events)
+        self._owned: set[TopicPartition] = set()
+        self._cache = _LRU(config.stream_cache_size)
+        self._held: dict[str, list[HeldRecord]] = {}
+        self._unpublished: list[OutboxRecord] = []
+        self._last_recheck = 0.0
+
+    # --- group membership -------------------------------------------------------------------
+
+    def on_assigned(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int | None]:
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+        self._owned |= set(partitions)
+        self._load_holds(partitions)
+        self._unpublished += self.store.unpublished(self.config.consumer_name, partitions)
+        return dict(self.store.next_offsets(self.config.consumer_name, partitions))
+
+    def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+        self._owned -= set(partitions)
+        self._cache.clear()
+        lost = set(partitions)
+        for awaiting, holds in list(self._held.items()):
+            self._held[awaiting] = [h for h in holds if h.position not in lost]
+
+    def _load_holds(self, partitions: Collection[TopicPartition]) -> None:
+        for hold in self.store.load_holds(self.config.consumer_name, partitions):
+            self._held.setdefault(hold.awaiting, []).append(hold)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool], on_batch: Callable[[Counter[str]], None] | None = None) -> None:
+        self._consumer.subscribe([self.config.topics.events], self)
+        backoff = 0.1
+        try:
+            while not should_stop():
+                try:
+                    batch_stats = self.step()
+                    backoff = 0.1
+                except RetryableError as exc:
+                    log.warning("%s; retrying in %.1fs", exc, backoff)
+                    self._reset()
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                if on_batch and batch_stats:
+                    on_batch(batch_stats)
+        finally:
+            self.close()
+
+    def step(self) -> Counter[str]:
+        """One poll, one batch, one transaction, then publishing. Returns what it did."""
+        records = self._consumer.poll(self.config.batch_max_events, self.config.poll_timeout_s)
+        self._publish()
+        due = self._holds_due()
+        if not records and not due:
+            return Counter()
+        now = self.clock()
+        decoded = [(r, self._decode(r, now)) for r in records]
+        builder = BatchBuilder(self._context(decoded, now))
+        builder.add_records(decoded)
+        if due:
+            self._recheck_holds(builder, now)
+        self._commit(builder)
+        return builder.stats
+
+    def _decode(self, record: Record, now: datetime) -> Event | EventRejected:
+        outcome = decode_or_reject(
+            record.value, record.key, now=now, max_clock_skew=self.config.max_clock_skew
+        )
+        if isinstance(outcome, Event):
+            expected = partition_for(outcome.key.encode(), self._partitions)
+            if record.partition != expected:
+                return EventRejected(
+                    Reason.WRONG_KEY,
+                    f"key {outcome.key!r} belongs in partition {expected}, not {record.partition}",
+                )
+        return outcome
+
+    def _holds_due(self) -> bool:
+        if not any(self._held.values()):
+            return False
+        return time.monotonic() - self._last_recheck >= self.config.hold_recheck_s
+
+    def _recheck_holds(self, builder: BatchBuilder, now: datetime) -> None:
+        self._last_recheck = time.monotonic()
+        cutoff_ms = int((now - self.config.hold_timeout).timestamp() * 1000)
+        holds = sorted(
+            (h for hs in self._held.values() for h in hs), key=lambda h: (h.position, h.offset)
+        )
+        builder.expire([h for h in holds if h.held_at_ms <= cutoff_ms])
+        builder.retry_holds([h for h in holds if h.awaiting.startswith("stake:")])
+
+    def _context(self, decoded: list[tuple[Record, Event | EventRejected]], now: datetime) -> BatchContext:
+        holds = [h for hs in self._held.values() for h in hs]
+        events = [d for _, d in decoded if isinstance(d, Event)]
+        keys = {e.key for e in events} | {h.key.decode() for h in holds if h.key is not None}
+        producers = {e.envelope.producer for e in events} | {h.producer for h in holds}
+        wanted = {stream_id(k) for k in keys} | {stream_id(p) for p in producers}
+        cached = {sid: self._cache[sid] for sid in wanted if sid in self._cache}
+        loaded = self.store.load_streams(wanted - cached.keys())
+        streams = cached | loaded
+        ids = {e.envelope.id for e in events} | {h.event_id for h in holds}
+        return BatchContext(
+            consumer=self.config.consumer_name,
+            topics=self.config.topics,
+            policy=self.config.policy,
+            now=now,
+            max_clock_skew=self.config.max_clock_skew,
+            streams=streams,
+            nodes={p: s for p in producers if (s := streams.get(stream_id(p))) is not None},
+            known_ids=self.store.known_event_ids(ids),
+            held=self._held,
+        )
+
+    def _commit(self, builder: BatchBuilder) -> None:
+        write = builder.write
+        try:
+            self.store.write(write)
+        except WriteConflict:
+            log.warning("batch conflicted with another writer; re-reading from stored offsets")
+            self.stats["conflicts"] += 1
+            self._reset()
+            return
+        except Exception:
+            self._reset()
+            raise
+        for sid, state in write.streams.items():
+            if self._owns(state.key):
+                self._cache.put(sid, state)
+        self.stats.update(builder.stats)
+        self._unpublished += write.outbox
+        self._publish()
+
+    def _owns(self, key: str) -> bool:
+        tp = TopicPartition(self.config.topics.events, partition_for(key.encode(), self._partitions))
+        return tp in self._owned
+
+    def _reset(self) -> None:
+        """Forget everything not in the store and re-read owned partitions from it."""
+        self._cache.clear()
+        self._held.clear()
+        self._load_holds(self._owned)
+        offsets = self.store.next_offsets(self.config.consumer_name, self._owned)
+        for tp, offset in offsets.items():
+            self._consumer.seek(tp, offset)
+
+    def _publish(self) -> None:
+        if not self._unpublished:
+            return
+        pending, self._unpublished = self._unpublished, []
+        try:
+            for record in pending:
+                self._producer.send(record.topic, record.key, record.value)
+            self._producer.flush()
+            self.store.mark_published([r.id for r in pending], int(time.time() * 1000))
+        except RetryableError as exc:
+            log.warning("publishing %d outbox records failed (%s); will retry", len(pending), exc)
+            self._unpublished = pending + self._unpublished
+
+    def close(self) -> None:
+        try:
+            self._publish()
+        finally:
+            self._consumer.close()
+            self._producer.close()

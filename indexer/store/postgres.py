@@ -1,0 +1,242 @@
+"""PostgreSQL event store: eventsourcing's process recorder with a COPY write path.
+
+eventsourcing inserts through ``unnest`` in pipeline mode (~7k events/s here); COPY in binary
+format is several times faster and keeps everything else of the recorder: the table layout,
+the EXCLUSIVE table lock that makes notification order equal commit order, NOTIFY for
+subscribers, single-row tracking that refuses to move backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from indexer.bus.base import TopicPartition
+from indexer.ingest.decide import StreamState
+from indexer.store.base import EventStore, HeldRecord, IngestWrite, OutboxRecord, WriteConflict
+from masa.errors import RetryableError
+
+_TABLES = [
+    "CREATE TABLE IF NOT EXISTS {schema}.ingest_event_ids ("
+    " event_id uuid PRIMARY KEY, originator_id uuid NOT NULL, originator_version bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ingest_streams ("
+    " stream_id uuid PRIMARY KEY, state jsonb NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ingest_holds ("
+    " consumer text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
+    ' "offset" bigint NOT NULL, event_id uuid NOT NULL, producer text NOT NULL,'
+    " awaiting text NOT NULL,"
+    " reason text NOT NULL, detail text NOT NULL, held_at_ms bigint NOT NULL,"
+    ' key bytea, value bytea NOT NULL, PRIMARY KEY (consumer, topic, partition, "offset"))',
+    "CREATE TABLE IF NOT EXISTS {schema}.ingest_outbox ("
+    " id uuid PRIMARY KEY, consumer text NOT NULL, source_topic text NOT NULL,"
+    " source_partition int NOT NULL, topic text NOT NULL, key bytea, value bytea NOT NULL,"
+    " published_at_ms bigint)",
+    "CREATE INDEX IF NOT EXISTS ingest_outbox_unpublished ON {schema}.ingest_outbox"
+    " (consumer, source_topic, source_partition) WHERE published_at_ms IS NULL",
+]
+
+
+class PostgresEventStore(PostgresProcessRecorder, EventStore):
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore)
+        schema = Identifier(datastore.schema)
+        self.sql_create_statements.extend(SQL(s).format(schema=schema) for s in _TABLES)  # type: ignore[arg-type]
+        self._copy_events = SQL(
+            "COPY {}.{} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+        ).format(schema, Identifier(self.events_table_name))
+        self._schema = schema
+
+    def _sql(self, text: str) -> Any:
+        return SQL(text).format(schema=self._schema)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def write(self, batch: IngestWrite) -> None:
+        try:
+            self.insert_events(batch.events, batch=batch)
+        except IntegrityError as exc:
+            raise WriteConflict(f"batch conflicts with stored data: {exc}") from exc
+        except (InterfaceError, OperationalError) as exc:
+            raise RetryableError(f"postgres: {exc}") from exc
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        batch: IngestWrite = kwargs.get("batch") or IngestWrite(consumer="")
+        tracking = kwargs.get("tracking")
+        with self.datastore.transaction(commit=True) as curs:
+            if stored_events:
+                self._lock_table(curs)
+                self._notify_channel(curs)
+            for t in [*batch.trackings(), *([tracking] if tracking else [])]:
+                self._insert_tracking(curs, t)
+            if stored_events:
+                self._copy_stored_events(curs, stored_events)
+                self._copy_event_ids(curs, batch.event_ids)
+            self._upsert_streams(curs, batch.streams)
+            self._update_holds(curs, batch.holds, batch.released)
+            self._insert_outbox(curs, batch.outbox)
+        return None
+
+    def _copy_stored_events(self, curs: Cursor[DictRow], events: Sequence[StoredEvent]) -> None:
+        with curs.copy(self._copy_events) as copy:
+            copy.set_types(["uuid", "int8", "text", "bytea"])
+            for e in events:
+                copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+
+    def _copy_event_ids(self, curs: Cursor[DictRow], rows: list[tuple[UUID, UUID, int]]) -> None:
+        statement = self._sql(
+            "COPY {schema}.ingest_event_ids (event_id, originator_id, originator_version)"
+            " FROM STDIN (FORMAT BINARY)"
+        )
+        with curs.copy(statement) as copy:
+            copy.set_types(["uuid", "uuid", "int8"])
+            for row in rows:
+                copy.write_row(row)
+
+    def _upsert_streams(self, curs: Cursor[DictRow], streams: dict[UUID, StreamState]) -> None:
+        if not streams:
+            return
+        curs.execute(
+            self._sql(
+                "INSERT INTO {schema}.ingest_streams (stream_id, state)"
+                " SELECT id, state::jsonb FROM unnest(%s::uuid[], %s::text[]) AS s(id, state)"
+                " ON CONFLICT (stream_id) DO UPDATE SET state = excluded.state"
+            ),
+            (list(streams), [orjson.dumps(s.to_json()).decode() for s in streams.values()]),
+        )
+
+    def _update_holds(
+        self, curs: Cursor[DictRow], holds: list[HeldRecord], released: list[HeldRecord]
+    ) -> None:
+        if released:
+            curs.executemany(
+                self._sql(
+                    "DELETE FROM {schema}.ingest_holds WHERE consumer = %s AND topic = %s"
+                    ' AND partition = %s AND "offset" = %s'
+                ),
+                [(h.consumer, h.topic, h.partition, h.offset) for h in released],
+            )
+        if holds:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.ingest_holds VALUES"
+                    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                ),
+                [_hold_row(h) for h in holds],
+            )
+
+    def _insert_outbox(self, curs: Cursor[DictRow], rows: list[OutboxRecord]) -> None:
+        if not rows:
+            return
+        statement = self._sql(
+            "COPY {schema}.ingest_outbox (id, consumer, source_topic, source_partition,"
+            " topic, key, value) FROM STDIN (FORMAT BINARY)"
+        )
+        with curs.copy(statement) as copy:
+            copy.set_types(["uuid", "text", "text", "int4", "text", "bytea", "bytea"])
+            for r in rows:
+                copy.write_row(
+                    (r.id, r.consumer, r.source.topic, r.source.partition, r.topic, r.key, r.value)
+                )
+
+    def mark_published(self, ids: Collection[UUID], at_ms: int) -> None:
+        if ids:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(
+                    self._sql(
+                        "UPDATE {schema}.ingest_outbox SET published_at_ms = %s WHERE id = ANY(%s)"
+                    ),
+                    (at_ms, list(ids)),
+                )
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _query(self, text: str, params: Any = None) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._sql(text), params)
+            return curs.fetchall()
+
+    def load_streams(self, stream_ids: Collection[UUID]) -> dict[UUID, StreamState]:
+        if not stream_ids:
+            return {}
+        rows = self._query(
+            "SELECT stream_id, state FROM {schema}.ingest_streams WHERE stream_id = ANY(%s)",
+            (list(stream_ids),),
+        )
+        return {r["stream_id"]: StreamState.from_json(r["state"]) for r in rows}
+
+    def known_event_ids(self, event_ids: Collection[UUID]) -> set[UUID]:
+        if not event_ids:
+            return set()
+        rows = self._query(
+            "SELECT event_id FROM {schema}.ingest_event_ids WHERE event_id = ANY(%s)",
+            (list(event_ids),),
+        )
+        return {r["event_id"] for r in rows}
+
+    def load_holds(self, consumer: str, partitions: Collection[TopicPartition]) -> list[HeldRecord]:
+        rows = self._query(
+            "SELECT * FROM {schema}.ingest_holds WHERE consumer = %s ORDER BY topic, partition,"
+            ' "offset"',
+            (consumer,),
+        )
+        wanted = set(partitions)
+        return [
+            HeldRecord(**{**r, "key": _bytes(r["key"]), "value": bytes(r["value"])})
+            for r in rows
+            if TopicPartition(r["topic"], r["partition"]) in wanted
+        ]
+
+    def unpublished(
+        self, consumer: str, partitions: Collection[TopicPartition]
+    ) -> list[OutboxRecord]:
+        rows = self._query(
+            "SELECT id, source_topic, source_partition, topic, key, value FROM"
+            " {schema}.ingest_outbox WHERE consumer = %s AND published_at_ms IS NULL",
+            (consumer,),
+        )
+        wanted = set(partitions)
+        return [
+            OutboxRecord(
+                r["id"], consumer, source, r["topic"], _bytes(r["key"]), bytes(r["value"])
+            )
+            for r in rows
+            if (source := TopicPartition(r["source_topic"], r["source_partition"])) in wanted
+        ]
+
+    def count_events(self) -> dict[str, int]:
+        rows = self._query(
+            "SELECT topic, count(*) AS n FROM {schema}."
+            + self.events_table_name
+            + " GROUP BY topic ORDER BY topic"
+        )
+        return {r["topic"]: r["n"] for r in rows}
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _hold_row(h: HeldRecord) -> tuple[Any, ...]:
+    return (
+        h.consumer, h.topic, h.partition, h.offset, h.event_id, h.producer, h.awaiting,
+        h.reason, h.detail,
+        h.held_at_ms, h.key, h.value,
+    )

@@ -1,0 +1,176 @@
+"""SQLite event store for the embedded default: eventsourcing's SQLite process recorder,
+with batches written by ``executemany`` in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
+
+from indexer.bus.base import TopicPartition
+from indexer.ingest.decide import StreamState
+from indexer.store.base import EventStore, HeldRecord, IngestWrite, OutboxRecord, WriteConflict
+from masa.errors import RetryableError
+
+_TABLES = [
+    "CREATE TABLE IF NOT EXISTS ingest_event_ids ("
+    " event_id TEXT PRIMARY KEY, originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS ingest_streams (stream_id TEXT PRIMARY KEY, state TEXT NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS ingest_holds ("
+    " consumer TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+    ' "offset" INTEGER NOT NULL, event_id TEXT NOT NULL, producer TEXT NOT NULL,'
+    " awaiting TEXT NOT NULL,"
+    " reason TEXT NOT NULL, detail TEXT NOT NULL, held_at_ms INTEGER NOT NULL,"
+    ' key BLOB, value BLOB NOT NULL, PRIMARY KEY (consumer, topic, partition, "offset"))',
+    "CREATE TABLE IF NOT EXISTS ingest_outbox ("
+    " id TEXT PRIMARY KEY, consumer TEXT NOT NULL, source_topic TEXT NOT NULL,"
+    " source_partition INTEGER NOT NULL, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,"
+    " published_at_ms INTEGER)",
+]
+
+
+class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *_TABLES]
+
+    def write(self, batch: IngestWrite) -> None:
+        try:
+            self.insert_events(batch.events, batch=batch)
+        except IntegrityError as exc:
+            raise WriteConflict(f"batch conflicts with stored data: {exc}") from exc
+        except OperationalError as exc:
+            raise RetryableError(f"sqlite: {exc}") from exc
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        batch: IngestWrite = kwargs.get("batch") or IngestWrite(consumer="")
+        tracking = kwargs.get("tracking")
+        for t in [*batch.trackings(), *([tracking] if tracking else [])]:
+            self._insert_tracking(c, t)
+        c.executemany(
+            self.insert_events_statement,
+            [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored_events],  # type: ignore[union-attr]
+        )
+        c.executemany(
+            "INSERT INTO ingest_event_ids VALUES (?, ?, ?)",
+            [(eid.hex, sid.hex, version) for eid, sid, version in batch.event_ids],
+        )
+        c.executemany(
+            "INSERT INTO ingest_streams VALUES (?, ?) ON CONFLICT (stream_id)"
+            " DO UPDATE SET state = excluded.state",
+            [(sid.hex, orjson.dumps(s.to_json()).decode()) for sid, s in batch.streams.items()],
+        )
+        c.executemany(
+            'DELETE FROM ingest_holds WHERE consumer = ? AND topic = ? AND partition = ? AND "offset" = ?',
+            [(h.consumer, h.topic, h.partition, h.offset) for h in batch.released],
+        )
+        c.executemany(
+            "INSERT INTO ingest_holds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (h.consumer, h.topic, h.partition, h.offset, h.event_id.hex, h.producer, h.awaiting,
+                 h.reason, h.detail, h.held_at_ms, h.key, h.value)
+                for h in batch.holds
+            ],
+        )
+        c.executemany(
+            "INSERT INTO ingest_outbox VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+            [
+                (r.id.hex, r.consumer, r.source.topic, r.source.partition, r.topic, r.key, r.value)
+                for r in batch.outbox
+            ],
+        )
+        return None
+
+    def mark_published(self, ids: Collection[UUID], at_ms: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(
+                "UPDATE ingest_outbox SET published_at_ms = ? WHERE id = ?",
+                [(at_ms, i.hex) for i in ids],
+            )
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return list(c.fetchall())
+
+    def load_streams(self, stream_ids: Collection[UUID]) -> dict[UUID, StreamState]:
+        found: dict[UUID, StreamState] = {}
+        ids = [s.hex for s in stream_ids]
+        for chunk in _chunks(ids):
+            rows = self._query(
+                f"SELECT stream_id, state FROM ingest_streams WHERE stream_id IN ({_marks(chunk)})",
+                chunk,
+            )
+            found |= {UUID(r[0]): StreamState.from_json(orjson.loads(r[1])) for r in rows}
+        return found
+
+    def known_event_ids(self, event_ids: Collection[UUID]) -> set[UUID]:
+        found: set[UUID] = set()
+        ids = [e.hex for e in event_ids]
+        for chunk in _chunks(ids):
+            rows = self._query(
+                f"SELECT event_id FROM ingest_event_ids WHERE event_id IN ({_marks(chunk)})", chunk
+            )
+            found |= {UUID(r[0]) for r in rows}
+        return found
+
+    def load_holds(self, consumer: str, partitions: Collection[TopicPartition]) -> list[HeldRecord]:
+        rows = self._query(
+            'SELECT * FROM ingest_holds WHERE consumer = ? ORDER BY topic, partition, "offset"',
+            (consumer,),
+        )
+        wanted = set(partitions)
+        return [
+            HeldRecord(
+                consumer=r[0], topic=r[1], partition=r[2], offset=r[3], event_id=UUID(r[4]),
+                producer=r[5], awaiting=r[6], reason=r[7], detail=r[8], held_at_ms=r[9],
+                key=r[10], value=r[11],
+            )
+            for r in rows
+            if TopicPartition(r[1], r[2]) in wanted
+        ]
+
+    def unpublished(
+        self, consumer: str, partitions: Collection[TopicPartition]
+    ) -> list[OutboxRecord]:
+        rows = self._query(
+            "SELECT id, source_topic, source_partition, topic, key, value FROM ingest_outbox"
+            " WHERE consumer = ? AND published_at_ms IS NULL ORDER BY rowid",
+            (consumer,),
+        )
+        wanted = set(partitions)
+        return [
+            OutboxRecord(UUID(r[0]), consumer, source, r[3], r[4], r[5])
+            for r in rows
+            if (source := TopicPartition(r[1], r[2])) in wanted
+        ]
+
+    def count_events(self) -> dict[str, int]:
+        rows = self._query(
+            f"SELECT topic, count(*) FROM {self.events_table_name} GROUP BY topic ORDER BY topic"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _marks(chunk: list[str]) -> str:
+    return ",".join("?" * len(chunk))
+
+
+def open_sqlite(path: str) -> SQLiteEventStore:
+    store = SQLiteEventStore(SQLiteDatastore(path, pool_size=2))
+    store.create_table()
+    return store

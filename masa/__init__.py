@@ -1,0 +1,1 @@
+"""Masa ledger: CLI root, settings and the wiring of adapters."""
