@@ -14,6 +14,7 @@ from indexer.events.envelope import (
     chain_event_id,
     decode_message,
     make_event,
+    parse_event,
     retraction_id,
     stream_id,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "decode_message",
     "lookup",
     "make_event",
+    "parse_event",
     "recover_address",
     "retraction_id",
     "signing_digest",

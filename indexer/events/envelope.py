@@ -126,6 +126,15 @@ def decode_message(
     value: bytes, key: bytes | None, *, now: datetime, max_clock_skew: timedelta
 ) -> Event:
     """Every check a message can pass on its own, in order; raises ``EventRejected``."""
+    event = parse_event(value, now=now, max_clock_skew=max_clock_skew)
+    received = key.decode("utf-8", "replace") if key is not None else None
+    if received != event.key:
+        raise EventRejected(Reason.WRONG_KEY, f"key {received!r}, aggregate is {event.key!r}")
+    return event
+
+
+def parse_event(value: bytes, *, now: datetime, max_clock_skew: timedelta) -> Event:
+    """The checks of ``decode_message`` except the one on the Kafka key."""
     if len(value) > MAX_MESSAGE_BYTES:
         raise EventRejected(Reason.TOO_LARGE, f"{len(value)} bytes > {MAX_MESSAGE_BYTES}")
     raw = _parse_json(value)
@@ -135,15 +144,11 @@ def decode_message(
         raise EventRejected(Reason.UNKNOWN_TYPE, f"{envelope.type} v{envelope.version}")
     payload = _validate(event_type.payload, envelope.payload, Reason.BAD_PAYLOAD)
     _check_signature(raw, envelope)
-    aggregate = event_type.key(payload, envelope.producer)
-    received = key.decode("utf-8", "replace") if key is not None else None
-    if received != aggregate:
-        raise EventRejected(Reason.WRONG_KEY, f"key {received!r}, aggregate is {aggregate!r}")
     if envelope.occurred_at > now + max_clock_skew:
         raise EventRejected(
             Reason.CLOCK_SKEW, f"occurred_at {envelope.occurred_at.isoformat()} is in the future"
         )
-    return Event(envelope, payload, event_type, aggregate, raw)
+    return Event(envelope, payload, event_type, event_type.key(payload, envelope.producer), raw)
 
 
 def _parse_json(value: bytes) -> dict[str, Any]:

@@ -3,8 +3,6 @@ release. Everything it reads is loaded before it starts; it performs no I/O of i
 
 from __future__ import annotations
 
-import base64
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,9 +13,10 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 
 from indexer.bus.base import Record, TopicPartition
-from indexer.events import MASA_NAMESPACE, Event, Reason, Role, decode_message, stream_id
+from indexer.events import Event, Reason, Role, decode_message, stream_id
 from indexer.events.fields import format_timestamp
 from indexer.events.types import RequestSubmitted
+from indexer.ingest.dlq import DeadLetter, dlq_id
 from indexer.ingest.decide import Accept, Hold, Policy, Reject, StreamState, decide, evolve
 from indexer.store.base import HeldRecord, IngestWrite, OutboxRecord
 from masa.errors import EventRejected
@@ -54,10 +53,6 @@ class Inbound:
     @property
     def position(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
-
-
-def dlq_id(consumer: str, topic: str, partition: int, offset: int) -> UUID:
-    return uuid.uuid5(MASA_NAMESPACE, f"dlq:{consumer}/{topic}/{partition}/{offset}")
 
 
 @dataclass
@@ -210,21 +205,21 @@ class BatchBuilder:
 
     def _reject(self, inbound: Inbound, reason: Reason, detail: str) -> None:
         self.stats[f"rejected:{reason}"] += 1
-        letter_id = dlq_id(self.ctx.consumer, inbound.topic, inbound.partition, inbound.offset)
-        letter = {
-            "dlq_id": str(letter_id),
-            "reason": str(reason),
-            "detail": detail[:1000],
-            "source": {"topic": inbound.topic, "partition": inbound.partition, "offset": inbound.offset},
-            "consumer": self.ctx.consumer,
-            "rejected_at": format_timestamp(self.ctx.now),
-            "key": _b64(inbound.key),
-            "value": _b64(inbound.value),
-        }
+        letter = DeadLetter(
+            id=dlq_id(self.ctx.consumer, inbound.position, inbound.offset),
+            reason=str(reason),
+            detail=detail,
+            source=inbound.position,
+            offset=inbound.offset,
+            consumer=self.ctx.consumer,
+            rejected_at=format_timestamp(self.ctx.now),
+            key=inbound.key,
+            value=inbound.value,
+        )
         self.write.outbox.append(
             OutboxRecord(
-                letter_id, self.ctx.consumer, inbound.position, self.ctx.topics.dlq,
-                inbound.key, orjson.dumps(letter),
+                letter.id, self.ctx.consumer, inbound.position, self.ctx.topics.dlq,
+                inbound.key, letter.encode(),
             )
         )
 
@@ -240,8 +235,4 @@ def decode_or_reject(
         return decode_message(value, key, now=now, max_clock_skew=max_clock_skew)
     except EventRejected as exc:
         return exc
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
 

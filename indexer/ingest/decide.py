@@ -137,7 +137,7 @@ def _check_producer(event: Event, node: StreamState | None, policy: Policy) -> D
     if node.stake == 0:
         return Reject(Reason.NOT_STAKED, f"{producer} has no active stake")
     if node.role != _NODE_ROLES[role]:
-        return Reject(Reason.WRONG_ROLE, f"{event.envelope.type} needs a {role} stake")
+        return Reject(Reason.WRONG_ROLE, f"{event.envelope.type} needs the {role} role")
     return None
 
 

@@ -4,7 +4,8 @@ tracking, notification log) plus the few tables ingest keeps in the same transac
 - ``ingest_event_ids``: every stored event id, the dedupe of last resort;
 - ``ingest_streams``: per aggregate, the version and the state validation needs;
 - ``ingest_holds``: events waiting for their request or their producer's stake;
-- ``ingest_outbox``: dead letters and accepted requests, published to the bus after commit.
+- ``ingest_outbox``: dead letters and accepted requests, published to the bus after commit;
+- ``dlq_replays``: dead letters an operator sent back to the events topic.
 
 Two adapters implement it, PostgreSQL (COPY) and SQLite, behind eventsourcing's
 ``insert_events(stored_events, **kwargs)`` interface.
@@ -114,6 +115,14 @@ class EventStore(ProcessRecorder, ABC):
 
     @abstractmethod
     def mark_published(self, ids: Collection[UUID], at_ms: int) -> None: ...
+
+    @abstractmethod
+    def record_replays(self, dlq_ids: Collection[UUID], at_ms: int) -> None:
+        """Remember dead letters that ``masa dlq replay`` sent back."""
+
+    @abstractmethod
+    def replayed(self) -> dict[UUID, int]:
+        """Dead letters already replayed, with when (ms)."""
 
     @abstractmethod
     def count_events(self) -> dict[str, int]:

@@ -44,6 +44,8 @@ _TABLES = [
     " id uuid PRIMARY KEY, consumer text NOT NULL, source_topic text NOT NULL,"
     " source_partition int NOT NULL, topic text NOT NULL, key bytea, value bytea NOT NULL,"
     " published_at_ms bigint)",
+    "CREATE TABLE IF NOT EXISTS {schema}.dlq_replays ("
+    " dlq_id uuid PRIMARY KEY, replayed_at_ms bigint NOT NULL)",
     "CREATE INDEX IF NOT EXISTS ingest_outbox_unpublished ON {schema}.ingest_outbox"
     " (consumer, source_topic, source_partition) WHERE published_at_ms IS NULL",
 ]
@@ -162,6 +164,20 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
                     ),
                     (at_ms, list(ids)),
                 )
+
+    def record_replays(self, dlq_ids: Collection[UUID], at_ms: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.dlq_replays VALUES (%s, %s)"
+                    " ON CONFLICT (dlq_id) DO UPDATE SET replayed_at_ms = excluded.replayed_at_ms"
+                ),
+                [(i, at_ms) for i in dlq_ids],
+            )
+
+    def replayed(self) -> dict[UUID, int]:
+        rows = self._query("SELECT dlq_id, replayed_at_ms FROM {schema}.dlq_replays")
+        return {r["dlq_id"]: r["replayed_at_ms"] for r in rows}
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ _TABLES = [
     " id TEXT PRIMARY KEY, consumer TEXT NOT NULL, source_topic TEXT NOT NULL,"
     " source_partition INTEGER NOT NULL, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,"
     " published_at_ms INTEGER)",
+    "CREATE TABLE IF NOT EXISTS dlq_replays (dlq_id TEXT PRIMARY KEY, replayed_at_ms INTEGER NOT NULL)",
 ]
 
 
@@ -94,6 +95,17 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
                 "UPDATE ingest_outbox SET published_at_ms = ? WHERE id = ?",
                 [(at_ms, i.hex) for i in ids],
             )
+
+    def record_replays(self, dlq_ids: Collection[UUID], at_ms: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(
+                "INSERT INTO dlq_replays VALUES (?, ?) ON CONFLICT (dlq_id)"
+                " DO UPDATE SET replayed_at_ms = excluded.replayed_at_ms",
+                [(i.hex, at_ms) for i in dlq_ids],
+            )
+
+    def replayed(self) -> dict[UUID, int]:
+        return {UUID(r[0]): r[1] for r in self._query("SELECT dlq_id, replayed_at_ms FROM dlq_replays")}
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.transaction(commit=False) as c:
