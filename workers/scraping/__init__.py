@@ -1,0 +1,35 @@
+"""Data jobs: crawl with scrapy in a subprocess, extract items, attribute them to sources.
+
+``run_data_job`` runs a :class:`DataJobSpec` and returns a :class:`DataJobResult` whose
+``digest`` a ``RequestCompleted`` carries; ``attribute`` turns its items into the
+``DataUse`` entries of a ``DataUsed`` event.
+"""
+
+from workers.scraping.attribution import DataUse, attribute, parse_source_pattern
+from workers.scraping.runner import DEFAULT_USER_AGENT, run_data_job
+from workers.scraping.spec import (
+    CrawlFailure,
+    DataItem,
+    DataJobResult,
+    DataJobSpec,
+    FailureReason,
+    Query,
+    StopReason,
+    items_digest,
+)
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "CrawlFailure",
+    "DataItem",
+    "DataJobResult",
+    "DataJobSpec",
+    "DataUse",
+    "FailureReason",
+    "Query",
+    "StopReason",
+    "attribute",
+    "items_digest",
+    "parse_source_pattern",
+    "run_data_job",
+]
