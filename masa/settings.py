@@ -70,6 +70,7 @@ class ChainSettings(BaseModel):
     poll_interval_s: PositiveFloat = 1.0
     max_block_range: PositiveInt = 2000
     requests_per_second: PositiveFloat = 25.0
+    request_timeout_s: PositiveFloat = 30.0
 
 
 class WorkerSettings(BaseModel):

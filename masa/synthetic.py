@@ -91,7 +91,7 @@ class Scenario:
     def stake(self, node: LocalAccount, role: int, amount: int = 10**21) -> SignedMessage:
         payload = {
             "log": self.chain_log(), "node": node.address, "role": role,
-            "amount": str(amount), "total_stake": str(amount),
+            "amount": str(amount), "new_stake": str(amount),
         }
         return make_event(self.people.indexer, "Staked", payload, occurred_at=self._at())
 
@@ -171,7 +171,7 @@ class Scenario:
             contributor, "DataSourceRegistered", {"source": self.source_url(1), "contributor": contributor.address}
         )
         untrusted = make_event(stranger, "Staked", {
-            "log": self.chain_log(), "node": stranger.address, "role": 1, "amount": "1", "total_stake": "1",
+            "log": self.chain_log(), "node": stranger.address, "role": 1, "amount": "1", "new_stake": "1",
         }, occurred_at=self._at())
         not_mine = self._event(
             stranger, "DataSourceRegistered",

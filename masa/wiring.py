@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
 
 from indexer.bus.base import Bus
@@ -11,7 +13,9 @@ from indexer.ingest.batch import Topics
 from indexer.ingest.decide import Policy
 from indexer.ingest.runner import IngestConfig
 from indexer.store.base import EventStore
-from masa.errors import RetryableError
+from web3 import EthereumTesterProvider, Web3
+
+from masa.errors import ConfigurationError, RetryableError
 from masa.settings import Settings
 
 
@@ -65,11 +69,21 @@ def open_store(settings: Settings) -> EventStore:
         path = settings.sqlite_store_path
         path.parent.mkdir(parents=True, exist_ok=True)
         store = SQLiteEventStore(SQLiteDatastore(str(path), pool_size=2))
-    try:
-        store.create_table()  # type: ignore[attr-defined]
-    except Exception as exc:
-        raise RetryableError(f"cannot open the {settings.store.backend} event store: {exc}") from exc
+    _create_tables(store, settings.store.backend)
     return store
+
+
+def _create_tables(store: EventStore, backend: str) -> None:
+    """Create tables if missing. Two processes starting on a new store race to create them;
+    the loser sees a conflict, and a second attempt finds them in place."""
+    for attempt in range(3):
+        try:
+            store.create_table()  # type: ignore[attr-defined]
+            return
+        except PersistenceError as exc:
+            if attempt == 2:
+                raise RetryableError(f"cannot open the {backend} event store: {exc}") from exc
+            time.sleep(0.2 * (attempt + 1))
 
 
 def ingest_config(settings: Settings) -> IngestConfig:
@@ -83,3 +97,14 @@ def ingest_config(settings: Settings) -> IngestConfig:
         max_clock_skew=timedelta(seconds=ingest.max_clock_skew_s),
         hold_timeout=timedelta(seconds=ingest.hold_timeout_s),
     )
+
+
+def open_web3(settings: Settings) -> Web3:
+    """A web3 client for ``chain.rpc_url``; ``inprocess`` is an EVM living in this process
+    only (``masa demo``), so its state is gone when the command ends."""
+    url = settings.chain.rpc_url
+    if url == "inprocess":
+        return Web3(EthereumTesterProvider())
+    if url.startswith(("http://", "https://")):
+        return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": settings.chain.request_timeout_s}))
+    raise ConfigurationError(f"chain.rpc_url must be http(s)://... or inprocess, not {url!r}")

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import orjson
 from eth_account.signers.local import LocalAccount
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from indexer.events.canonical import CanonicalizationError
 from indexer.events.fields import Address, Signature, UtcDatetime, format_timestamp
@@ -34,7 +34,7 @@ class Envelope(BaseModel):
 
     id: UUID
     type: Annotated[str, Field(min_length=1, max_length=64)]
-    version: Annotated[int, Field(ge=1, le=1000)]
+    version: Annotated[int, Strict(), Field(ge=1, le=1000)]
     occurred_at: UtcDatetime
     producer: Address
     payload: dict[str, Any]

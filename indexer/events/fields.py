@@ -6,11 +6,12 @@ would refuse them); addresses and hashes are 0x-hex and normalised to lower case
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
+from pydantic import BeforeValidator, Field, PlainSerializer, Strict
 
 MAX_UINT256 = 2**256 - 1
 
@@ -54,10 +55,24 @@ def _wei(value: Any) -> int:
     return amount
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a UTC offset (RFC 3339)")
-    return value.astimezone(UTC)
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _rfc3339(value: Any) -> datetime:
+    """An RFC 3339 timestamp with an offset; nothing else (no epoch numbers, no naive times)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamp must carry a UTC offset")
+        return value.astimezone(UTC)
+    match = _RFC3339.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("timestamp must be RFC 3339 text with an offset, e.g. 2026-01-01T00:00:00Z")
+    date, time, fraction, offset = match.groups()
+    fraction = (fraction or "")[:7]
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    return datetime.fromisoformat(f"{date}T{time}{fraction}{offset}").astimezone(UTC)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -70,9 +85,9 @@ Hash32 = Annotated[str, BeforeValidator(_hex_bytes(32))]
 Signature = Annotated[str, BeforeValidator(_hex_bytes(65))]
 Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str)]
 UtcDatetime = Annotated[
-    datetime, AfterValidator(_utc), PlainSerializer(format_timestamp, return_type=str)
+    datetime, BeforeValidator(_rfc3339), PlainSerializer(format_timestamp, return_type=str)
 ]
-Count = Annotated[int, Field(ge=0, le=2**53 - 1)]
+Count = Annotated[int, Strict(), Field(ge=0, le=2**53 - 1)]
 
 
 def checksum(address: str) -> str:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from indexer.events.fields import Address, Count, Hash32, Wei
 
@@ -68,7 +68,7 @@ class RequestFailed(Payload):
 class DataUse(Payload):
     source: Annotated[str, Field(min_length=1, max_length=512)]
     contributor: Address
-    units: Annotated[int, Field(gt=0, le=2**53 - 1)]
+    units: Annotated[int, Strict(), Field(gt=0, le=2**53 - 1)]
 
 
 class DataUsed(Payload):
@@ -97,12 +97,14 @@ class Heartbeat(Payload):
 
 
 # --- chain ----------------------------------------------------------------------------------
+# One type per contract event, fields in the ABI's order, named in snake_case: a test holds
+# them equal to the compiled ABIs.
 
 
 class ChainLog(Payload):
     """Where a chain event came from; its event id derives from these fields."""
 
-    chain_id: Annotated[int, Field(gt=0)]
+    chain_id: Annotated[int, Strict(), Field(gt=0, le=2**53 - 1)]
     contract: Address
     block_number: Count
     block_hash: Hash32
@@ -114,57 +116,92 @@ class ChainPayload(Payload):
     log: ChainLog
 
 
+Amount = Wei
+Bytes32 = Hash32
+Uint8 = Annotated[int, Strict(), Field(ge=0, le=255)]
+
+
+# NodeStaking
+
+
 class Staked(ChainPayload):
     node: Address
-    role: Annotated[int, Field(ge=1, le=2)]
-    amount: Wei
-    total_stake: Wei
+    role: Annotated[int, Strict(), Field(ge=1, le=2)]
+    amount: Amount
+    new_stake: Amount
 
 
 class UnstakeRequested(ChainPayload):
     node: Address
-    lock_id: Count
-    amount: Wei
+    lock_id: Amount
+    amount: Amount
     unlock_at: Count
-    total_stake: Wei
+    new_stake: Amount
+    new_locked: Amount
 
 
 class Withdrawn(ChainPayload):
     node: Address
-    lock_id: Count
-    amount: Wei
+    lock_id: Amount
+    amount: Amount
+    new_locked: Amount
+
+
+class LockSlashed(ChainPayload):
+    node: Address
+    lock_id: Amount
+    amount: Amount
+    remaining: Amount
 
 
 class Slashed(ChainPayload):
     node: Address
-    amount: Wei
-    reason: Annotated[str, Field(max_length=256)]
-    total_stake: Wei
+    reason: Bytes32
+    amount: Amount
+    new_stake: Amount
+    new_locked: Amount
+
+
+class MinimumStakeUpdated(ChainPayload):
+    role: Uint8
+    minimum: Amount
+
+
+class CooldownUpdated(ChainPayload):
+    cooldown: Count
+
+
+class TreasuryUpdated(ChainPayload):
+    treasury: Address
+
+
+# RewardsDistributor
 
 
 class Funded(ChainPayload):
     funder: Address
-    amount: Wei
-    total_funded: Wei
+    amount: Amount
+    new_total_funded: Amount
 
 
 class FeesDeposited(ChainPayload):
     oracle: Address
-    amount: Wei
-    total_deposited: Wei
+    amount: Amount
+    deposited: Amount
+    new_total_fees_deposited: Amount
 
 
 class RootPosted(ChainPayload):
-    epoch: Count
-    root: Hash32
-    total_cumulative: Wei
-    statement_hash: Hash32
+    epoch: Amount
+    root: Bytes32
+    total_cumulative: Amount
+    statement_hash: Bytes32
 
 
 class Claimed(ChainPayload):
     account: Address
-    amount: Wei
-    cumulative: Wei
+    amount: Amount
+    cumulative: Amount
 
 
 class ChainLogRetracted(ChainPayload):
@@ -221,7 +258,11 @@ _TYPES = [
     EventType("Staked", 1, Staked, Role.INDEXER, _by_field("node")),
     EventType("UnstakeRequested", 1, UnstakeRequested, Role.INDEXER, _by_field("node")),
     EventType("Withdrawn", 1, Withdrawn, Role.INDEXER, _by_field("node")),
+    EventType("LockSlashed", 1, LockSlashed, Role.INDEXER, _by_field("node")),
     EventType("Slashed", 1, Slashed, Role.INDEXER, _by_field("node")),
+    EventType("MinimumStakeUpdated", 1, MinimumStakeUpdated, Role.INDEXER, _by_contract),
+    EventType("CooldownUpdated", 1, CooldownUpdated, Role.INDEXER, _by_contract),
+    EventType("TreasuryUpdated", 1, TreasuryUpdated, Role.INDEXER, _by_contract),
     EventType("FeesDeposited", 1, FeesDeposited, Role.INDEXER, _by_field("oracle")),
     EventType("Claimed", 1, Claimed, Role.INDEXER, _by_field("account")),
     EventType("Funded", 1, Funded, Role.INDEXER, _by_contract),

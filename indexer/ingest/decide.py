@@ -21,7 +21,7 @@ CHAIN_HISTORY = 256
 @dataclass(frozen=True)
 class ChainEntry:
     event_id: str
-    total_stake: int | None = None
+    new_stake: int | None = None
     role: int | None = None
 
 
@@ -41,7 +41,7 @@ class StreamState:
     @property
     def stake(self) -> int | None:
         """Active stake after the latest chain event that set one; None if never staked."""
-        return next((e.total_stake for e in reversed(self.chain) if e.total_stake is not None), None)
+        return next((e.new_stake for e in reversed(self.chain) if e.new_stake is not None), None)
 
     @property
     def role(self) -> int | None:
@@ -55,7 +55,7 @@ class StreamState:
         if self.data_used_by:
             data["data_used_by"] = list(self.data_used_by)
         if self.chain:
-            data["chain"] = [[e.event_id, _str_or_none(e.total_stake), e.role] for e in self.chain]
+            data["chain"] = [[e.event_id, _str_or_none(e.new_stake), e.role] for e in self.chain]
         return data
 
     @classmethod
@@ -222,8 +222,8 @@ def evolve(stream: StreamState, event: Event) -> StreamState:
         case t.ChainPayload():
             entry = ChainEntry(
                 str(event.envelope.id),
-                getattr(payload, "total_stake", None),
-                getattr(payload, "role", None),
+                getattr(payload, "new_stake", None),
+                payload.role if isinstance(payload, t.Staked) else None,
             )
             return replace(state, chain=(*state.chain, entry)[-CHAIN_HISTORY:])
     return state

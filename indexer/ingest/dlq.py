@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import orjson
 
 from indexer.bus.base import Bus, TopicPartition
 from indexer.events import MASA_NAMESPACE
+from indexer.store.base import EventStore
 
 
 def dlq_id(consumer: str, source: TopicPartition, offset: int) -> UUID:
@@ -79,3 +81,18 @@ def read_dead_letters(bus: Bus, topic: str) -> list[DeadLetter]:
         letter = DeadLetter.decode(record.value)
         letters.setdefault(letter.id, letter)
     return list(letters.values())
+
+
+def replay(bus: Bus, store: EventStore, letters: list[DeadLetter]) -> int:
+    """Send letters back to their source topic byte for byte, and remember that we did."""
+    if not letters:
+        return 0
+    producer = bus.producer()
+    try:
+        for letter in letters:
+            producer.send(letter.source.topic, letter.key, letter.value)
+        producer.flush()
+    finally:
+        producer.close()
+    store.record_replays([letter.id for letter in letters], int(time.time() * 1000))
+    return len(letters)

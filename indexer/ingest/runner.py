@@ -180,6 +180,8 @@ class Ingestor:
 
     def _commit(self, builder: BatchBuilder) -> None:
         write = builder.write
+        if write.is_empty():
+            return
         try:
             self.store.write(write)
         except WriteConflict:

@@ -73,6 +73,9 @@ class IngestWrite:
     released: list[HeldRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
 
+    def is_empty(self) -> bool:
+        return not (self.last_offsets or self.streams or self.holds or self.released or self.outbox)
+
     def trackings(self) -> list[Tracking]:
         return [Tracking(tracking_name(self.consumer, tp), off) for tp, off in self.last_offsets.items()]
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from uuid import UUID
 
 import typer
 
-from indexer.ingest.dlq import read_dead_letters
+from indexer.ingest.dlq import read_dead_letters, replay
 from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
 from masa.errors import ConfigurationError
 from masa.wiring import ensure_topics, open_bus, open_store
@@ -75,15 +74,8 @@ def replay(
             if (replay_all or letter.reason == reason or letter.id in wanted)
             and (force or letter.id not in replayed)
         ]
-        if not dry_run and chosen:
-            producer = bus.producer()
-            try:
-                for letter in chosen:
-                    producer.send(letter.source.topic, letter.key, letter.value)
-                producer.flush()
-            finally:
-                producer.close()
-            store.record_replays([letter.id for letter in chosen], int(time.time() * 1000))
+        if not dry_run:
+            replay(bus, store, chosen)
     finally:
         store.close()
     if as_json:

@@ -1,0 +1,137 @@
+"""One ingest harness, parametrized over every bus × store combination (real Kafka and
+PostgreSQL from tests/support/fixtures.py, the embedded log and SQLite in a temp dir)."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pytest
+
+from indexer.bus.base import Bus
+from indexer.events import SignedMessage
+from indexer.ingest.dlq import DeadLetter, read_dead_letters
+from indexer.ingest.runner import Ingestor
+from indexer.store.base import EventStore
+from masa.settings import Settings
+from masa.synthetic import Participants, Probe
+from masa.wiring import ensure_topics, ingest_config, open_bus, open_store
+
+BACKENDS = [("embedded", "sqlite"), ("embedded", "postgres"), ("kafka", "sqlite"), ("kafka", "postgres")]
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    people: Participants
+    _bus: Bus | None = field(default=None, init=False)
+
+    @property
+    def bus(self) -> Bus:
+        if self._bus is None:
+            self._bus = open_bus(self.settings)
+            ensure_topics(self._bus, self.settings)
+        return self._bus
+
+    def with_ingest(self, **changes: Any) -> Harness:
+        ingest = self.settings.ingest.model_copy(update=changes)
+        return Harness(self.settings.model_copy(update={"ingest": ingest}), self.people)
+
+    def send(self, messages: Iterable[SignedMessage | Probe | tuple[bytes | None, bytes]]) -> int:
+        producer = self.bus.producer()
+        count = 0
+        for m in messages:
+            if isinstance(m, SignedMessage):
+                key, value = m.key.encode(), m.value
+            elif isinstance(m, Probe):
+                key, value = m.key, m.value
+            else:
+                key, value = m
+            producer.send(self.settings.bus.events_topic, key, value)
+            count += 1
+        producer.close()
+        return count
+
+    def ingest(self, idle_s: float = 1.5, timeout_s: float = 120) -> Counter[str]:
+        """Run one ingestor until nothing arrives for ``idle_s``."""
+        store = open_store(self.settings)
+        ingestor = Ingestor(self.bus, store, ingest_config(self.settings))
+        started = last = time.monotonic()
+
+        def on_batch(_: Counter[str]) -> None:
+            nonlocal last
+            last = time.monotonic()
+
+        try:
+            ingestor.run(
+                lambda: time.monotonic() - last > idle_s or time.monotonic() - started > timeout_s,
+                on_batch,
+            )
+        finally:
+            store.close()
+        return ingestor.stats
+
+    def store(self) -> EventStore:
+        return open_store(self.settings)
+
+    def stored(self) -> list[dict[str, Any]]:
+        """Every stored record, in notification order."""
+        store = self.store()
+        try:
+            records, start = [], 1
+            while batch := store.select_notifications(start, 1000):
+                records += [
+                    {**orjson.loads(n.state), "stream": n.originator_id, "version": n.originator_version}
+                    for n in batch
+                ]
+                start = batch[-1].id + 1
+            return records
+        finally:
+            store.close()
+
+    def stored_ids(self) -> list[UUID]:
+        return [UUID(r["envelope"]["id"]) for r in self.stored()]
+
+    def streams(self) -> dict[Any, list[int]]:
+        versions: dict[Any, list[int]] = defaultdict(list)
+        for r in self.stored():
+            versions[r["stream"]].append(r["version"])
+        return versions
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return read_dead_letters(self.bus, self.settings.bus.dlq_topic)
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: f"{b[0]}-{b[1]}")
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    bus_backend, store_backend = request.param
+    people = Participants.from_seed(zlib.crc32(request.node.nodeid.encode()))
+    config: dict[str, Any] = {
+        "home": tmp_path,
+        "ingest": {"trusted_indexers": [people.indexer.address.lower()], "poll_timeout_s": 0.2},
+        "bus": {"backend": bus_backend, "partitions": 3},
+        "store": {"backend": store_backend},
+    }
+    if bus_backend == "kafka":
+        topics = request.getfixturevalue("kafka_topics")
+        config["bus"] |= {
+            "bootstrap_servers": topics.bootstrap_servers,
+            "events_topic": topics.name("events"),
+            "requests_topic": topics.name("requests"),
+            "dlq_topic": topics.name("dlq"),
+        }
+        config["ingest"]["consumer_name"] = f"ingest-{topics.prefix}"
+    if store_backend == "postgres":
+        db = request.getfixturevalue("pg_database")
+        config["store"] |= {
+            "postgres_host": db.host, "postgres_port": db.port, "postgres_user": db.user,
+            "postgres_password": db.password, "postgres_dbname": db.dbname,
+        }
+    yield Harness(Settings(**config), people)
