@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import BeforeValidator, Field, PlainSerializer, Strict
+from pydantic import BeforeValidator, Field, PlainSerializer, Strict, WithJsonSchema
 
 MAX_UINT256 = 2**256 - 1
 
@@ -80,12 +80,21 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-Address = Annotated[str, BeforeValidator(_address)]
-Hash32 = Annotated[str, BeforeValidator(_hex_bytes(32))]
-Signature = Annotated[str, BeforeValidator(_hex_bytes(65))]
-Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str)]
+def _described(fmt: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "format": fmt})
+
+
+Address = Annotated[str, BeforeValidator(_address), _described("address")]
+Hash32 = Annotated[str, BeforeValidator(_hex_bytes(32)), _described("bytes32 hex")]
+Signature = Annotated[str, BeforeValidator(_hex_bytes(65)), _described("65-byte hex")]
+Wei = Annotated[
+    int, BeforeValidator(_wei), PlainSerializer(str, return_type=str), _described("wei, decimal")
+]
 UtcDatetime = Annotated[
-    datetime, BeforeValidator(_rfc3339), PlainSerializer(format_timestamp, return_type=str)
+    datetime,
+    BeforeValidator(_rfc3339),
+    PlainSerializer(format_timestamp, return_type=str),
+    _described("RFC 3339"),
 ]
 Count = Annotated[int, Strict(), Field(ge=0, le=2**53 - 1)]
 

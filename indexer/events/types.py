@@ -14,9 +14,19 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from indexer.events.fields import Address, Count, Hash32, Wei
+from indexer.events.specs import parse_spec
 
 
 class Role(StrEnum):
@@ -43,12 +53,30 @@ Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$"
 
 
 class RequestSubmitted(Payload):
-    """An oracle asks the network for work, paying ``fee`` from its prepaid balance."""
+    """An oracle asks the network for work, paying ``fee`` from its prepaid balance.
+
+    ``spec`` must validate against the model of ``kind`` (``indexer.events.specs``) but is
+    kept as sent: the signature covers the JSON the oracle wrote, not a normalised form.
+    """
 
     request_id: UUID
     kind: Literal["data", "llm"]
     spec: dict[str, Any]
     fee: Wei
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_fits_kind(cls, spec: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is not None:
+            try:
+                parse_spec(kind, spec)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "(root)"
+                message = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"not a {kind} spec: {where}: {message}") from exc
+        return spec
 
 
 class RequestCompleted(Payload):
@@ -227,47 +255,39 @@ class EventType:
     version: int
     payload: type[Payload]
     role: Role
-    key: Callable[[Any, str], str]
-    """(payload, producer) -> aggregate key."""
+    key_field: str
+    """Where the aggregate key comes from: ``producer`` or a (dotted) payload field."""
 
-
-def _by_request(payload: Any, _producer: str) -> str:
-    return str(payload.request_id)
-
-
-def _by_producer(_payload: Any, producer: str) -> str:
-    return producer
-
-
-def _by_field(name: str) -> Callable[[Any, str], str]:
-    return lambda payload, _producer: str(getattr(payload, name))
-
-
-def _by_contract(payload: Any, _producer: str) -> str:
-    return str(payload.log.contract)
+    def key(self, payload: Payload, producer: str) -> str:
+        if self.key_field == "producer":
+            return producer
+        value: Any = payload
+        for part in self.key_field.split("."):
+            value = getattr(value, part)
+        return str(value)
 
 
 _TYPES = [
-    EventType("RequestSubmitted", 1, RequestSubmitted, Role.ORACLE, _by_request),
-    EventType("RequestCompleted", 1, RequestCompleted, Role.WORKER, _by_request),
-    EventType("RequestFailed", 1, RequestFailed, Role.WORKER, _by_request),
-    EventType("DataUsed", 1, DataUsed, Role.WORKER, _by_request),
-    EventType("DataSourceRegistered", 1, DataSourceRegistered, Role.CONTRIBUTOR, _by_field("source")),
-    EventType("Heartbeat", 1, HeartbeatV1, Role.WORKER, _by_producer),
-    EventType("Heartbeat", 2, Heartbeat, Role.WORKER, _by_producer),
-    EventType("Staked", 1, Staked, Role.INDEXER, _by_field("node")),
-    EventType("UnstakeRequested", 1, UnstakeRequested, Role.INDEXER, _by_field("node")),
-    EventType("Withdrawn", 1, Withdrawn, Role.INDEXER, _by_field("node")),
-    EventType("LockSlashed", 1, LockSlashed, Role.INDEXER, _by_field("node")),
-    EventType("Slashed", 1, Slashed, Role.INDEXER, _by_field("node")),
-    EventType("MinimumStakeUpdated", 1, MinimumStakeUpdated, Role.INDEXER, _by_contract),
-    EventType("CooldownUpdated", 1, CooldownUpdated, Role.INDEXER, _by_contract),
-    EventType("TreasuryUpdated", 1, TreasuryUpdated, Role.INDEXER, _by_contract),
-    EventType("FeesDeposited", 1, FeesDeposited, Role.INDEXER, _by_field("oracle")),
-    EventType("Claimed", 1, Claimed, Role.INDEXER, _by_field("account")),
-    EventType("Funded", 1, Funded, Role.INDEXER, _by_contract),
-    EventType("RootPosted", 1, RootPosted, Role.INDEXER, _by_contract),
-    EventType("ChainLogRetracted", 1, ChainLogRetracted, Role.INDEXER, _by_field("stream_key")),
+    EventType("RequestSubmitted", 1, RequestSubmitted, Role.ORACLE, "request_id"),
+    EventType("RequestCompleted", 1, RequestCompleted, Role.WORKER, "request_id"),
+    EventType("RequestFailed", 1, RequestFailed, Role.WORKER, "request_id"),
+    EventType("DataUsed", 1, DataUsed, Role.WORKER, "request_id"),
+    EventType("DataSourceRegistered", 1, DataSourceRegistered, Role.CONTRIBUTOR, "source"),
+    EventType("Heartbeat", 1, HeartbeatV1, Role.WORKER, "producer"),
+    EventType("Heartbeat", 2, Heartbeat, Role.WORKER, "producer"),
+    EventType("Staked", 1, Staked, Role.INDEXER, "node"),
+    EventType("UnstakeRequested", 1, UnstakeRequested, Role.INDEXER, "node"),
+    EventType("Withdrawn", 1, Withdrawn, Role.INDEXER, "node"),
+    EventType("LockSlashed", 1, LockSlashed, Role.INDEXER, "node"),
+    EventType("Slashed", 1, Slashed, Role.INDEXER, "node"),
+    EventType("MinimumStakeUpdated", 1, MinimumStakeUpdated, Role.INDEXER, "log.contract"),
+    EventType("CooldownUpdated", 1, CooldownUpdated, Role.INDEXER, "log.contract"),
+    EventType("TreasuryUpdated", 1, TreasuryUpdated, Role.INDEXER, "log.contract"),
+    EventType("FeesDeposited", 1, FeesDeposited, Role.INDEXER, "oracle"),
+    EventType("Claimed", 1, Claimed, Role.INDEXER, "account"),
+    EventType("Funded", 1, Funded, Role.INDEXER, "log.contract"),
+    EventType("RootPosted", 1, RootPosted, Role.INDEXER, "log.contract"),
+    EventType("ChainLogRetracted", 1, ChainLogRetracted, Role.INDEXER, "stream_key"),
 ]
 
 EVENT_TYPES: dict[tuple[str, int], EventType] = {(t.name, t.version): t for t in _TYPES}
@@ -279,9 +299,14 @@ CHAIN_TYPES = frozenset(
     t.name for t in _TYPES if t.role is Role.INDEXER and t.name != "ChainLogRetracted"
 )
 
+def _heartbeat_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """adds `capabilities: []`: a v1 worker did not say what it serves"""
+    return {**payload, "capabilities": []}
+
+
 #: (type, version) -> function turning that version's payload dict into the next version's.
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
-    ("Heartbeat", 1): lambda payload: {**payload, "capabilities": []},
+    ("Heartbeat", 1): _heartbeat_v1_to_v2,
 }
 
 

@@ -11,7 +11,8 @@ import orjson
 import typer
 
 from indexer.bus.base import Record
-from indexer.events import SignedMessage, make_event, parse_event
+from indexer.events import EVENT_TYPES, SignedMessage, make_event, parse_event
+from indexer.events.reference import render_markdown
 from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
 from masa.errors import ConfigurationError, EventRejected
 from masa.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
@@ -159,3 +160,17 @@ def _describe(record: Record) -> dict[str, Any]:
     if isinstance(data, dict):
         row |= {k: data.get(k) for k in ("type", "producer", "id", "reason", "detail") if k in data}
     return row
+
+
+@app.command("schema")
+def schema(as_json: bool = JsonOption) -> None:
+    """Print the event schema reference (Markdown, as in docs/events.md) or JSON Schemas."""
+    if as_json:
+        print_json(
+            {
+                f"{name}.v{version}": t.payload.model_json_schema(mode="serialization")
+                for (name, version), t in sorted(EVENT_TYPES.items())
+            }
+        )
+    else:
+        typer.echo(render_markdown(), nl=False)

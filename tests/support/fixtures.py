@@ -40,10 +40,16 @@ def _flag(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _unavailable(error: ServiceUnavailable) -> NoReturn:
+def require(reason: str) -> NoReturn:
+    """Skip for a missing tool or service -- or fail, where ``MASA_REQUIRE_SERVICES=1``
+    (the test command sets it: CI must never pass by skipping)."""
     if _flag("MASA_REQUIRE_SERVICES", False):
-        pytest.fail(f"required service unavailable: {error}", pytrace=False)
-    pytest.skip(str(error))
+        pytest.fail(f"required but unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _unavailable(error: ServiceUnavailable) -> NoReturn:
+    require(str(error))
 
 
 def _slug(nodeid: str, limit: int, sep: str = "_") -> str:

@@ -1,11 +1,10 @@
 import json
-import os
 import random
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import eth_abi
 import pytest
@@ -13,6 +12,7 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.fixtures import require
 from settlement.merkle import (
     REWARD_LEAF_ENCODING,
     MerkleTreeError,
@@ -246,10 +246,10 @@ def test_rewards_tree() -> None:
 def oz_tree() -> Callable[[list[Any], list[str]], dict[str, Any]]:
     node = shutil.which("node")
     if node is None or not OZ_PACKAGE.exists():
-        _unavailable("node or @openzeppelin/merkle-tree is not installed (run npm ci)")
+        require("node or @openzeppelin/merkle-tree is not installed (run npm ci)")
     version = json.loads(OZ_PACKAGE.read_text())["version"]
     if version != "1.0.8":
-        _unavailable(f"@openzeppelin/merkle-tree is {version}, the reference is 1.0.8")
+        require(f"@openzeppelin/merkle-tree is {version}, the reference is 1.0.8")
 
     def run(values: list[Any], encoding: list[str]) -> dict[str, Any]:
         payload = json.dumps({"values": values, "leafEncoding": encoding})
@@ -260,13 +260,6 @@ def oz_tree() -> Callable[[list[Any], list[str]], dict[str, Any]]:
         return json.loads(done.stdout)
 
     return run
-
-
-def _unavailable(reason: str) -> NoReturn:
-    # Same reading of the flag as tests/support/fixtures.py.
-    if os.environ.get("MASA_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes", "on"}:
-        pytest.fail(f"required reference unavailable: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _assert_same_as_oz(js: dict[str, Any], tree: StandardMerkleTree, values: list[Any]) -> None:
