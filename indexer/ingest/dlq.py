@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,8 +13,13 @@ from uuid import UUID
 import orjson
 
 from indexer.bus.base import Bus, TopicPartition
-from indexer.events import MASA_NAMESPACE
+from indexer.events import MASA_NAMESPACE, MAX_MESSAGE_BYTES
 from indexer.store.base import EventStore
+
+
+#: Largest original message a letter embeds: ingest's own limit, so only ``too_large`` ones
+#: are left out (base64 makes the letter 4/3 of this, under Kafka's 1 MiB default).
+MAX_EMBEDDED_VALUE = MAX_MESSAGE_BYTES
 
 
 def dlq_id(consumer: str, source: TopicPartition, offset: int) -> UUID:
@@ -34,18 +40,23 @@ class DeadLetter:
     value: bytes
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "dlq_id": str(self.id),
-                "reason": self.reason,
-                "detail": self.detail[:1000],
-                "source": {"topic": self.source.topic, "partition": self.source.partition, "offset": self.offset},
-                "consumer": self.consumer,
-                "rejected_at": self.rejected_at,
-                "key": None if self.key is None else base64.b64encode(self.key).decode(),
-                "value": base64.b64encode(self.value).decode(),
-            }
-        )
+        """The letter as JSON. A value over ``MAX_EMBEDDED_VALUE`` (only ``too_large`` ones,
+        since ingest refuses bigger messages) is referenced by its source offset and sha256
+        instead of embedded, so the letter itself always fits a Kafka message."""
+        letter: dict[str, Any] = {
+            "dlq_id": str(self.id),
+            "reason": self.reason,
+            "detail": self.detail[:1000],
+            "source": {"topic": self.source.topic, "partition": self.source.partition, "offset": self.offset},
+            "consumer": self.consumer,
+            "rejected_at": self.rejected_at,
+            "key": None if self.key is None else base64.b64encode(self.key).decode(),
+            "value_bytes": len(self.value),
+            "value_sha256": hashlib.sha256(self.value).hexdigest(),
+        }
+        if len(self.value) <= MAX_EMBEDDED_VALUE:
+            letter["value"] = base64.b64encode(self.value).decode()
+        return orjson.dumps(letter)
 
     @classmethod
     def decode(cls, raw: bytes) -> DeadLetter:
@@ -60,8 +71,13 @@ class DeadLetter:
             consumer=data.get("consumer", ""),
             rejected_at=data.get("rejected_at", ""),
             key=None if data.get("key") is None else base64.b64decode(data["key"]),
-            value=base64.b64decode(data["value"]),
+            value=base64.b64decode(data["value"]) if "value" in data else b"",
         )
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the letter carries the original bytes (all but oversized messages)."""
+        return bool(self.value)
 
     def summary(self, replayed: bool) -> dict[str, Any]:
         return {
@@ -84,7 +100,9 @@ def read_dead_letters(bus: Bus, topic: str) -> list[DeadLetter]:
 
 
 def replay(bus: Bus, store: EventStore, letters: list[DeadLetter]) -> int:
-    """Send letters back to their source topic byte for byte, and remember that we did."""
+    """Send letters back to their source topic byte for byte, and remember that we did.
+    Letters without their bytes (oversized messages) are skipped: nothing could accept them."""
+    letters = [letter for letter in letters if letter.replayable]
     if not letters:
         return 0
     producer = bus.producer()

@@ -3,6 +3,7 @@ PostgreSQL from tests/support/fixtures.py, the embedded log and SQLite in a temp
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -40,9 +41,31 @@ class Harness:
             ensure_topics(self._bus, self.settings)
         return self._bus
 
+    def env(self) -> dict[str, str]:
+        """These settings as MASA_ environment variables, for ``masa`` subprocesses."""
+        env = {"MASA_HOME": str(self.settings.home)}
+        for section in ("store", "bus", "ingest"):
+            for name, value in getattr(self.settings, section).model_dump(mode="json").items():
+                if value is not None:
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    env[f"MASA_{section.upper()}__{name.upper()}"] = text
+        return env
+
     def with_ingest(self, **changes: Any) -> Harness:
         ingest = self.settings.ingest.model_copy(update=changes)
         return Harness(self.settings.model_copy(update={"ingest": ingest}), self.people)
+
+    def with_people(self, people: Participants) -> Harness:
+        """The same backends, with ``people.indexer`` as the trusted indexer."""
+        harness = self.with_ingest(trusted_indexers=[people.indexer.address.lower()])
+        return Harness(harness.settings, people)
+
+    def stored_count(self) -> int:
+        store = self.store()
+        try:
+            return sum(store.count_events().values())
+        finally:
+            store.close()
 
     def send(self, messages: Iterable[SignedMessage | Probe | tuple[bytes | None, bytes]]) -> int:
         producer = self.bus.producer()

@@ -33,7 +33,7 @@ def corrupt(kind: str, message: SignedMessage, n: int, people: Participants) -> 
         field = ENVELOPE_FIELDS[n % len(ENVELOPE_FIELDS)]
         return Probe("bad_envelope", key, orjson.dumps({**raw, field: WRONG_TYPES[field]}))
     if kind == "huge_field":
-        return Probe("too_large", key, orjson.dumps({**raw, "payload": {**raw["payload"], "pad": "x" * (300_000 + n)}}))
+        return Probe("too_large", key, orjson.dumps({**raw, "payload": {**raw["payload"], "pad": "x" * (300_000 + n % 100_000)}}))
     if kind == "resign_other":
         impostor = Account.from_key((n + 1).to_bytes(32, "big"))
         unsigned = {k: v for k, v in raw.items() if k != "signature"}

@@ -17,11 +17,11 @@ json_scalars = (
     | st.text()
     | st.floats(allow_nan=False, allow_infinity=False)
 )
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
-    max_leaves=30,
-)
+def _containers(children):
+    return st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+
+
+json_values = st.recursive(json_scalars, _containers, max_leaves=30)
 
 
 @given(json_values)

@@ -27,6 +27,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
 WORKER = Account.from_key(b"\x01" * 32)
 ORACLE = Account.from_key(b"\x02" * 32)
+LLM_SPEC = {"model": "tiny-llama", "prompt": "hello", "max_tokens": 8}
 
 
 def decode(message, key=None):
@@ -58,7 +59,7 @@ def test_events_about_one_request_share_a_key_whoever_produced_them():
 
 def test_amounts_travel_as_decimal_strings_and_keep_their_precision():
     fee = 2**200 + 1
-    message = make_event(ORACLE, "RequestSubmitted", {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": {}, "fee": str(fee)}, occurred_at=NOW)
+    message = make_event(ORACLE, "RequestSubmitted", {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": LLM_SPEC, "fee": str(fee)}, occurred_at=NOW)
     assert f'"fee":"{fee}"'.encode() in message.value
     assert decode(message).payload.fee == fee
 
@@ -66,7 +67,7 @@ def test_amounts_travel_as_decimal_strings_and_keep_their_precision():
 @pytest.mark.parametrize("fee", ["-1", "1.5", "0x10", " 1", "١٢"])
 def test_amounts_that_are_not_plain_decimal_wei_are_refused(fee):
     with pytest.raises(ValueError):
-        make_event(ORACLE, "RequestSubmitted", {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": {}, "fee": fee})
+        make_event(ORACLE, "RequestSubmitted", {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": LLM_SPEC, "fee": fee})
 
 
 @pytest.mark.parametrize("probe", scenario().probes(), ids=lambda p: p.expect)
@@ -106,7 +107,11 @@ def test_a_mixed_case_address_must_pass_its_checksum():
 
 
 json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats()
-json_trees = st.recursive(json_leaves, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4), max_leaves=20)
+def _containers(children):
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+
+
+json_trees = st.recursive(json_leaves, _containers, max_leaves=20)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
