@@ -3,16 +3,30 @@
 Two adapters implement it: Apache Kafka (``kafka.py``) and a SQLite-backed log with the same
 semantics for the embedded default (``embedded.py``). Keys map to partitions with Kafka's own
 murmur2 partitioner in both, so an aggregate lands in the same partition number everywhere.
+
+A transactional producer makes records on several topics visible together or not at all
+(Kafka transactions; one SQLite transaction), which is how the chain indexer stores its
+checkpoint with the events it publishes. Consumers read committed records only.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from kafka.partitioner.default import murmur2
+
+from masa.errors import PermanentError, RetryableError
+
+#: Topic settings of a compacted topic (the latest record per key is what counts).
+COMPACTED = {"cleanup.policy": "compact"}
+#: A transactional producer takes records up to this size, where the topic allows them
+#: (Kafka: ``max.message.bytes``, see ``LARGE_RECORDS``).
+MAX_TRANSACTIONAL_RECORD_BYTES = 8 * 1024 * 1024
+LARGE_RECORDS = {"max.message.bytes": str(MAX_TRANSACTIONAL_RECORD_BYTES + 64 * 1024)}
 
 
 class TopicPartition(NamedTuple):
@@ -61,6 +75,35 @@ class Producer(ABC):
     def close(self) -> None: ...
 
 
+class ProducerFenced(PermanentError):
+    """Another producer with the same transactional id started: this one must stop."""
+
+
+class TransactionalProducer(ABC):
+    """Records sent between two commits become visible together, or not at all.
+
+    Creating one fences every earlier producer with the same transactional id: their open
+    transaction is aborted and their later commits raise ``ProducerFenced``. After a commit
+    raised ``RetryableError`` its outcome is unknown: close this producer, create a new one
+    (which settles the old transaction) and read back what was committed.
+    """
+
+    @abstractmethod
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything sent since the last commit visible, atomically."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop everything sent since the last commit."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Abort what is uncommitted and release the connection."""
+
+
 class Consumer(ABC):
     @abstractmethod
     def subscribe(self, topics: list[str], listener: RebalanceListener) -> None:
@@ -85,6 +128,10 @@ class Consumer(ABC):
     def assignment(self) -> set[TopicPartition]: ...
 
     @abstractmethod
+    def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record ``poll`` would return from ``partition``."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -92,8 +139,11 @@ class Bus(ABC):
     """Factory of producers and consumers of one cluster (or one embedded log file)."""
 
     @abstractmethod
-    def ensure_topics(self, topics: Mapping[str, int]) -> None:
-        """Create missing topics with the given partition counts."""
+    def ensure_topics(
+        self, topics: Mapping[str, int], configs: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        """Create missing topics with the given partition counts and topic settings
+        (``COMPACTED``, say); existing topics are left as they are."""
 
     @abstractmethod
     def partitions(self, topic: str) -> int: ...
@@ -105,24 +155,56 @@ class Bus(ABC):
     def producer(self) -> Producer: ...
 
     @abstractmethod
-    def consumer(self, group: str) -> Consumer: ...
+    def consumer(self, group: str, *, instance_id: str | None = None) -> Consumer:
+        """A consumer of ``group`` ("" for none). With ``instance_id`` it is a static member:
+        restarted under the same id it gets its partitions back at once, instead of after
+        the session timeout of the instance that died."""
+
+    @abstractmethod
+    def transactional_producer(self, transactional_id: str) -> TransactionalProducer: ...
 
     def read_all(self, topic: str, timeout_s: float = 5.0) -> Iterator[Record]:
         """Every record of a topic up to its current end, partition by partition."""
-        ends = self.end_offsets(topic)
+        ends = {tp: end for tp, end in self.end_offsets(topic).items() if end > 0}
         consumer = self.consumer(group="")
         try:
-            consumer.assign({tp: 0 for tp in ends})
-            remaining = {tp: end for tp, end in ends.items() if end > 0}
-            while remaining:
-                batch = consumer.poll(max_records=5000, timeout_s=timeout_s)
-                if not batch:
-                    break
-                for record in batch:
-                    end = remaining.get(record.position)
-                    if end is not None and record.offset < end:
-                        yield record
-                        if record.offset + 1 >= end:
-                            del remaining[record.position]
+            consumer.assign(dict.fromkeys(ends, 0))
+            yield from _read_to(consumer, ends, timeout_s)
         finally:
             consumer.close()
+
+    def latest(self, topic: str, key: bytes, timeout_s: float = 10.0) -> Record | None:
+        """The last committed record with ``key`` (a compacted topic's value for it)."""
+        tp = TopicPartition(topic, partition_for(key, self.partitions(topic)))
+        high, span = self.stable_end_offset(tp, timeout_s), 64
+        consumer = self.consumer(group="")
+        try:
+            while high > 0:
+                low = max(0, high - span)
+                consumer.assign({tp: low})
+                found = [r for r in _read_to(consumer, {tp: high}, timeout_s) if r.key == key]
+                if found:
+                    return found[-1]
+                high, span = low, span * 4
+            return None
+        finally:
+            consumer.close()
+
+    def stable_end_offset(self, partition: TopicPartition, timeout_s: float = 10.0) -> int:
+        """The end of ``partition`` once every transaction open now has finished."""
+        return self.end_offsets(partition.topic)[partition]
+
+
+def _read_to(
+    consumer: Consumer, ends: Mapping[TopicPartition, int], timeout_s: float
+) -> Iterator[Record]:
+    """Records of the assigned partitions below ``ends``. Positions, not record offsets, tell
+    when an end is reached: transaction markers take offsets but are never returned."""
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.position(tp) < end for tp, end in ends.items()):
+        batch = consumer.poll(max_records=5000, timeout_s=0.2)
+        if batch:
+            deadline = time.monotonic() + timeout_s
+        elif time.monotonic() > deadline:
+            raise RetryableError(f"reading {sorted(ends)} made no progress in {timeout_s:g} s")
+        yield from (r for r in batch if r.offset < ends.get(r.position, 0))

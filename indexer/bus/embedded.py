@@ -4,6 +4,10 @@ Topics have partitions; records get dense offsets per partition; keys choose par
 Kafka's murmur2; consumers either read assigned partitions from given offsets or join a group
 whose live members split each topic's partitions as Kafka's range assignor does. Several
 processes may share one file (WAL mode). Not a broker: one machine, no replication.
+
+A flush is one SQLite transaction, so every flush is atomic; a transactional producer adds
+Kafka's fencing (an epoch per transactional id, checked in the transaction). Compacted
+topics keep only the latest record per key, as Kafka's compaction eventually does.
 """
 
 from __future__ import annotations
@@ -13,19 +17,23 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from indexer.bus.base import (
+    COMPACTED,
     Bus,
     Consumer,
     Producer,
+    ProducerFenced,
     RebalanceListener,
     Record,
     TopicPartition,
+    TransactionalProducer,
     partition_for,
 )
-from masa.errors import ConfigurationError
+from masa.errors import ConfigurationError, RetryableError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -39,7 +47,12 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS committed (
     grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, partition));
+CREATE TABLE IF NOT EXISTS topic_configs (
+    name TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, key));
+CREATE TABLE IF NOT EXISTS producers (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
 """
+_Pending = list[tuple[str, bytes | None, bytes]]
+_Check = Callable[[sqlite3.Connection], None]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -48,6 +61,18 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction: taken at once, committed on success, rolled back on anything."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _now_ms() -> int:
@@ -62,11 +87,31 @@ class EmbeddedBus(Bus):
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
-    def ensure_topics(self, topics: Mapping[str, int]) -> None:
+    def ensure_topics(
+        self, topics: Mapping[str, int], configs: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        settings = [
+            (name, key, value)
+            for name, config in (configs or {}).items()
+            for key, value in config.items()
+        ]
+        with self._lock, _immediate(self._conn) as conn:
+            new = [(n, p) for n, p in topics.items() if not self._exists(n)]
+            conn.executemany("INSERT INTO topics (name, partitions) VALUES (?, ?)", new)
+            created = {n for n, _ in new}
+            new_settings = [s for s in settings if s[0] in created]
+            conn.executemany("INSERT INTO topic_configs VALUES (?, ?, ?)", new_settings)
+
+    def _exists(self, topic: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM topics WHERE name = ?", (topic,)).fetchone()
+        return row is not None
+
+    def compacted(self, topic: str) -> bool:
         with self._lock:
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)", topics.items()
-            )
+            rows = self._conn.execute(
+                "SELECT key, value FROM topic_configs WHERE name = ?", (topic,)
+            ).fetchall()
+        return set(COMPACTED.items()) <= set(rows)
 
     def partitions(self, topic: str) -> int:
         with self._lock:
@@ -90,8 +135,11 @@ class EmbeddedBus(Bus):
     def producer(self) -> Producer:
         return EmbeddedProducer(self)
 
-    def consumer(self, group: str) -> Consumer:
-        return EmbeddedConsumer(self, group)
+    def consumer(self, group: str, *, instance_id: str | None = None) -> Consumer:
+        return EmbeddedConsumer(self, group, instance_id)
+
+    def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        return EmbeddedTransactionalProducer(self, transactional_id)
 
 
 class EmbeddedProducer(Producer):
@@ -100,31 +148,45 @@ class EmbeddedProducer(Producer):
     def __init__(self, bus: EmbeddedBus) -> None:
         self._bus = bus
         self._conn = _connect(bus.path)
-        self._pending: list[tuple[str, bytes | None, bytes]] = []
+        self._pending: _Pending = []
         self._partitions: dict[str, int] = {}
+        self._compacted: set[str] = set()
         self._lock = threading.Lock()
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         with self._lock:
             if topic not in self._partitions:
                 self._partitions[topic] = self._bus.partitions(topic)
+                if self._bus.compacted(topic):
+                    self._compacted.add(topic)
             self._pending.append((topic, key, value))
 
     def flush(self, timeout_s: float = 30.0) -> None:
+        self.flush_checked(None)
+
+    def flush_checked(self, check: _Check | None) -> None:
+        """Append what is pending in one transaction, after ``check`` passed inside it."""
         with self._lock:
             pending, self._pending = self._pending, []
             if pending:
-                self._append(pending)
+                self._append(pending, check)
 
-    def _append(self, pending: list[tuple[str, bytes | None, bytes]]) -> None:
+    def discard(self) -> None:
+        with self._lock:
+            self._pending = []
+
+    def _append(self, pending: _Pending, check: _Check | None) -> None:
         now = _now_ms()
         next_offset: dict[tuple[str, int], int] = {}
         rows = []
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(self._conn):
+            if check is not None:
+                check(self._conn)
             for topic, key, value in pending:
                 count = self._partitions[topic]
-                partition = partition_for(key, count) if key is not None else random.randrange(count)
+                partition = (
+                    partition_for(key, count) if key is not None else random.randrange(count)
+                )
                 slot = (topic, partition)
                 if slot not in next_offset:
                     next_offset[slot] = self._conn.execute(
@@ -135,21 +197,62 @@ class EmbeddedProducer(Producer):
                 rows.append((topic, partition, next_offset[slot], key, value, now))
                 next_offset[slot] += 1
             self._conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._compact([r for r in rows if r[0] in self._compacted and r[3] is not None])
+
+    def _compact(self, rows: list[tuple[str, int, int, bytes | None, bytes, int]]) -> None:
+        self._conn.executemany(
+            "DELETE FROM records WHERE topic = ? AND partition = ? AND key = ? AND offset < ?",
+            [(topic, partition, key, offset) for topic, partition, offset, key, _, _ in rows],
+        )
 
     def close(self) -> None:
         self.flush()
         self._conn.close()
 
 
+class EmbeddedTransactionalProducer(TransactionalProducer):
+    def __init__(self, bus: EmbeddedBus, transactional_id: str) -> None:
+        self._producer = EmbeddedProducer(bus)
+        self._id = transactional_id
+        with _immediate(_connect(bus.path)) as conn:
+            conn.execute(
+                "INSERT INTO producers VALUES (?, 1)"
+                " ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1",
+                (transactional_id,),
+            )
+            self._epoch = self._current_epoch(conn)
+        conn.close()
+
+    def _current_epoch(self, conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT epoch FROM producers WHERE id = ?", (self._id,)).fetchone()
+        return int(row[0])
+
+    def _check_epoch(self, conn: sqlite3.Connection) -> None:
+        if self._current_epoch(conn) != self._epoch:
+            raise ProducerFenced(f"another producer took transactional id {self._id!r}")
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._producer.send(topic, key, value)
+
+    def commit(self) -> None:
+        try:
+            self._producer.flush_checked(self._check_epoch)
+        except sqlite3.OperationalError as exc:  # locked or I/O: rolled back, nothing written
+            raise RetryableError(f"embedded bus: {exc}") from exc
+
+    def abort(self) -> None:
+        self._producer.discard()
+
+    def close(self) -> None:
+        self.abort()
+        self._producer.close()
+
+
 class EmbeddedConsumer(Consumer):
-    def __init__(self, bus: EmbeddedBus, group: str) -> None:
+    def __init__(self, bus: EmbeddedBus, group: str, instance_id: str | None = None) -> None:
         self._bus = bus
         self._group = group
-        self._member = uuid.uuid4().hex
+        self._member = instance_id or uuid.uuid4().hex
         self._conn = _connect(bus.path)
         self._positions: dict[TopicPartition, int] = {}
         self._topics: list[str] = []
@@ -169,6 +272,9 @@ class EmbeddedConsumer(Consumer):
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._positions)
+
+    def position(self, partition: TopicPartition) -> int:
+        return self._positions[partition]
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         deadline = time.monotonic() + timeout_s
