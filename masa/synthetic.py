@@ -1,5 +1,6 @@
 """A deterministic synthetic network: participants and the signed events they produce, plus
-probes: messages with a known fate, malformed ones among them. Feeds ``masa demo``, the benchmarks and the tests."""
+probes: messages with a known fate, malformed ones among them. Feeds ``masa demo``, the
+benchmarks and the tests."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class Participants:
     contributors: list[LocalAccount]
 
     @classmethod
-    def from_seed(cls, seed: int, *, workers: int = 4, oracles: int = 2, contributors: int = 3) -> Participants:
+    def from_seed(
+        cls, seed: int, *, workers: int = 4, oracles: int = 2, contributors: int = 3
+    ) -> Participants:
         return cls(
             indexer=_account(seed, "indexer", 0),
             workers=[_account(seed, "worker", i) for i in range(workers)],
@@ -70,7 +73,9 @@ class Scenario:
         self._clock += 1
         return self.start + timedelta(milliseconds=self._clock)
 
-    def _event(self, account: LocalAccount, type_name: str, payload: dict, **kw: object) -> SignedMessage:
+    def _event(
+        self, account: LocalAccount, type_name: str, payload: dict, **kw: object
+    ) -> SignedMessage:
         kw.setdefault("event_id", self._uuid())
         return make_event(account, type_name, payload, occurred_at=self._at(), **kw)  # type: ignore[arg-type]
 
@@ -90,8 +95,11 @@ class Scenario:
 
     def stake(self, node: LocalAccount, role: int, amount: int = 10**21) -> SignedMessage:
         payload = {
-            "log": self.chain_log(), "node": node.address, "role": role,
-            "amount": str(amount), "new_stake": str(amount),
+            "log": self.chain_log(),
+            "node": node.address,
+            "role": role,
+            "amount": str(amount),
+            "new_stake": str(amount),
         }
         return make_event(self.people.indexer, "Staked", payload, occurred_at=self._at())
 
@@ -105,9 +113,21 @@ class Scenario:
 
     def sources(self) -> list[SignedMessage]:
         return [
-            self._event(c, "DataSourceRegistered", {"source": self.source_url(i), "contributor": c.address})
+            self._event(
+                c, "DataSourceRegistered", {"source": self.source_url(i), "contributor": c.address}
+            )
             for i, c in enumerate(self.people.contributors)
         ]
+
+    def data_spec(self) -> dict[str, object]:
+        return {
+            "start_urls": [self.source_url(0) + "index.html"],
+            "max_depth": 1,
+            "fields": {"title": {"css": "title"}},
+        }
+
+    def llm_spec(self) -> dict[str, object]:
+        return {"model": "tiny-llama", "prompt": "summarise", "max_tokens": 64}
 
     def request(self, *, fail: bool = False) -> list[SignedMessage]:
         """One request's life: submitted, then completed with data used, or failed."""
@@ -115,22 +135,41 @@ class Scenario:
         worker = self._rng.choice(self.people.workers)
         request_id = str(self._uuid())
         kind = self._rng.choice(["data", "llm"])
-        spec = {"prompt": "summarise", "max_tokens": 64} if kind == "llm" else {
-            "start_urls": [self.source_url(0) + "index.html"], "max_depth": 1,
-        }
+        spec = self.llm_spec() if kind == "llm" else self.data_spec()
         fee = str(self._rng.randrange(10**15, 10**18))
-        events = [self._event(oracle, "RequestSubmitted", {"request_id": request_id, "kind": kind, "spec": spec, "fee": fee})]
+        events = [
+            self._event(
+                oracle,
+                "RequestSubmitted",
+                {"request_id": request_id, "kind": kind, "spec": spec, "fee": fee},
+            )
+        ]
         if fail:
-            return events + [self._event(worker, "RequestFailed", {"request_id": request_id, "reason": "timeout"})]
+            failed = {"request_id": request_id, "reason": "timeout"}
+            return [*events, self._event(worker, "RequestFailed", failed)]
         digest = "0x" + keccak(request_id.encode()).hex()
         units = self._rng.randrange(1, 500)
-        events.append(self._event(worker, "RequestCompleted", {"request_id": request_id, "result_digest": digest, "units": units}))
+        events.append(
+            self._event(
+                worker,
+                "RequestCompleted",
+                {"request_id": request_id, "result_digest": digest, "units": units},
+            )
+        )
         contributor = self._rng.randrange(len(self.people.contributors))
-        uses = [{"source": self.source_url(contributor), "contributor": self.people.contributors[contributor].address, "units": units}]
+        uses = [
+            {
+                "source": self.source_url(contributor),
+                "contributor": self.people.contributors[contributor].address,
+                "units": units,
+            }
+        ]
         events.append(self._event(worker, "DataUsed", {"request_id": request_id, "uses": uses}))
         return events
 
-    def heartbeats(self, worker: LocalAccount, count: int, first_seq: int = 1) -> list[SignedMessage]:
+    def heartbeats(
+        self, worker: LocalAccount, count: int, first_seq: int = 1
+    ) -> list[SignedMessage]:
         return [
             self._event(worker, "Heartbeat", {"seq": seq, "capabilities": ["data", "llm"]})
             for seq in range(first_seq, first_seq + count)
@@ -156,32 +195,49 @@ class Scenario:
         key = good.key.encode()
         forged = {**raw, "payload": {"seq": 10**9 + 1, "capabilities": []}}
         future = make_event(
-            worker, "Heartbeat", {"seq": 10**9 + 2}, occurred_at=self.start + timedelta(days=2),
+            worker,
+            "Heartbeat",
+            {"seq": 10**9 + 2},
+            occurred_at=self.start + timedelta(days=2),
             event_id=self._uuid(),
         )
         stale = self._event(worker, "Heartbeat", {"seq": 10**9 - 1})
         request_id = str(self._uuid())
-        request = {"request_id": request_id, "kind": "data", "spec": {}, "fee": "1"}
+        request = {"request_id": request_id, "kind": "data", "spec": self.data_spec(), "fee": "1"}
         submitted = self._event(oracle, "RequestSubmitted", request)
         resubmitted = self._event(oracle, "RequestSubmitted", {**request, "fee": "2"})
         done = {"request_id": request_id, "result_digest": "0x" + "00" * 32, "units": 1}
         completed = self._event(worker, "RequestCompleted", done)
         completed_again = self._event(worker, "RequestCompleted", {**done, "units": 2})
         retaken = self._event(
-            contributor, "DataSourceRegistered", {"source": self.source_url(1), "contributor": contributor.address}
+            contributor,
+            "DataSourceRegistered",
+            {"source": self.source_url(1), "contributor": contributor.address},
         )
-        untrusted = make_event(stranger, "Staked", {
-            "log": self.chain_log(), "node": stranger.address, "role": 1, "amount": "1", "new_stake": "1",
-        }, occurred_at=self._at())
+        untrusted = make_event(
+            stranger,
+            "Staked",
+            {
+                "log": self.chain_log(),
+                "node": stranger.address,
+                "role": 1,
+                "amount": "1",
+                "new_stake": "1",
+            },
+            occurred_at=self._at(),
+        )
         not_mine = self._event(
-            stranger, "DataSourceRegistered",
+            stranger,
+            "DataSourceRegistered",
             {"source": "https://elsewhere.example.org/", "contributor": worker.address},
         )
         wrong_role = self._event(oracle, "Heartbeat", {"seq": 1})
         probes = [
             Probe("stored", key, good.value),
             Probe("bad_json", key, b'{"id": "unterminated'),
-            Probe("bad_envelope", key, orjson.dumps({k: v for k, v in raw.items() if k != "producer"})),
+            Probe(
+                "bad_envelope", key, orjson.dumps({k: v for k, v in raw.items() if k != "producer"})
+            ),
             Probe("unknown_type", key, orjson.dumps({**raw, "type": "NoSuchEvent"})),
             Probe("bad_payload", key, orjson.dumps({**raw, "payload": {"seq": -1}})),
             Probe("bad_signature", key, orjson.dumps(forged)),

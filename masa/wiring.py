@@ -1,22 +1,31 @@
-"""The one place that builds adapters from settings: the bus, the event store, ingest."""
+"""The one place that builds adapters from settings: the bus, the event store, ingest, the
+chain indexer."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
+from eth_account.signers.local import LocalAccount
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
+from web3 import EthereumTesterProvider, Web3
 
-from indexer.bus.base import Bus
+from contracts import load_artifact
+from contracts.deploy import Deployment
+from indexer.bus.base import COMPACTED, LARGE_RECORDS, Bus
+from indexer.chain import FollowConfig, Indexer, IndexerConfig, IndexerStats, LogDecoder, open_rpc
+from indexer.chain import Topics as IndexerTopics
+from indexer.events import CHAIN_TYPES
 from indexer.ingest.batch import Topics
 from indexer.ingest.decide import Policy
 from indexer.ingest.runner import IngestConfig
 from indexer.store.base import EventStore
-from web3 import EthereumTesterProvider, Web3
-
 from masa.errors import ConfigurationError, RetryableError
 from masa.settings import Settings
+
+FOLLOWED_CONTRACTS = ("NodeStaking", "RewardsDistributor")
 
 
 def open_bus(settings: Settings) -> Bus:
@@ -27,10 +36,11 @@ def open_bus(settings: Settings) -> Bus:
             settings.bus.bootstrap_servers,
             client_id=settings.bus.client_id,
             replication_factor=settings.bus.replication_factor,
+            session_timeout_s=settings.bus.session_timeout_s,
         )
     from indexer.bus.embedded import EmbeddedBus
 
-    return EmbeddedBus(settings.embedded_bus_path)
+    return EmbeddedBus(settings.embedded_bus_path, session_timeout_s=settings.bus.session_timeout_s)
 
 
 def topics(settings: Settings) -> Topics:
@@ -43,7 +53,11 @@ def topics(settings: Settings) -> Topics:
 
 def ensure_topics(bus: Bus, settings: Settings) -> None:
     names = topics(settings)
-    bus.ensure_topics({name: settings.bus.partitions for name in (names.events, names.requests, names.dlq)})
+    bus.ensure_topics(
+        {name: settings.bus.partitions for name in (names.events, names.requests, names.dlq)}
+    )
+    checkpoints = settings.bus.checkpoints_topic
+    bus.ensure_topics({checkpoints: 1}, {checkpoints: COMPACTED | LARGE_RECORDS})
 
 
 def open_store(settings: Settings) -> EventStore:
@@ -63,8 +77,9 @@ def open_store(settings: Settings) -> EventStore:
         )
         store: EventStore = PostgresEventStore(datastore)
     else:
-        from indexer.store.sqlite import SQLiteEventStore
         from eventsourcing.sqlite import SQLiteDatastore
+
+        from indexer.store.sqlite import SQLiteEventStore
 
         path = settings.sqlite_store_path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +105,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
     ingest = settings.ingest
     return IngestConfig(
         consumer_name=ingest.consumer_name,
+        instance_id=ingest.instance_id,
         topics=topics(settings),
         policy=Policy(trusted_indexers=frozenset(ingest.trusted_indexers)),
         batch_max_events=ingest.batch_max_events,
@@ -106,5 +122,50 @@ def open_web3(settings: Settings) -> Web3:
     if url == "inprocess":
         return Web3(EthereumTesterProvider())
     if url.startswith(("http://", "https://")):
-        return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": settings.chain.request_timeout_s}))
+        return Web3(
+            Web3.HTTPProvider(url, request_kwargs={"timeout": settings.chain.request_timeout_s})
+        )
     raise ConfigurationError(f"chain.rpc_url must be http(s)://... or inprocess, not {url!r}")
+
+
+def indexer_config(settings: Settings, deployment: Deployment) -> IndexerConfig:
+    chain = settings.chain
+    follow = FollowConfig(
+        finality_depth=chain.finality_depth,
+        use_finalized_tag=chain.use_finalized_tag,
+        max_block_range=chain.max_block_range,
+        target_logs=chain.target_logs_per_step,
+    )
+    return IndexerConfig(
+        name=chain.indexer_name,
+        topics=IndexerTopics(settings.bus.events_topic, settings.bus.checkpoints_topic),
+        follow=follow,
+        start_block=chain.start_block or deployment.start_block,
+        poll_interval_s=chain.poll_interval_s,
+    )
+
+
+def run_indexer(
+    w3: Web3,
+    deployment: Deployment,
+    bus: Bus,
+    settings: Settings,
+    account: LocalAccount,
+    *,
+    until_head: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[IndexerStats], None] | None = None,
+) -> IndexerStats:
+    """Follow the deployment's NodeStaking and RewardsDistributor logs into ``bus``, signed
+    by ``account`` (which ingest must list in ``ingest.trusted_indexers``)."""
+    chain = settings.chain
+    rpc = open_rpc(
+        w3, timeout_s=chain.request_timeout_s, requests_per_second=chain.requests_per_second
+    )
+    followed = (deployment.staking.address, deployment.distributor.address)
+    decoder = LogDecoder([load_artifact(c).abi for c in FOLLOWED_CONTRACTS], CHAIN_TYPES)
+    config = indexer_config(settings, deployment)
+    indexer = Indexer(
+        rpc, bus, account, decoder, chain_id=deployment.chain_id, contracts=followed, config=config
+    )
+    return indexer.run(until_head=until_head, should_stop=should_stop, on_progress=on_progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -56,6 +57,7 @@ class Event:
         return stream_id(self.key)
 
 
+@lru_cache(maxsize=262_144)
 def stream_id(key: str) -> UUID:
     """The event-store stream (eventsourcing originator id) of an aggregate key."""
     return uuid.uuid5(MASA_NAMESPACE, key)

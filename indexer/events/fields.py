@@ -16,7 +16,8 @@ from pydantic import BeforeValidator, Field, PlainSerializer, Strict, WithJsonSc
 MAX_UINT256 = 2**256 - 1
 
 
-def _address(value: Any) -> str:
+def parse_address(value: Any) -> str:
+    """A 0x address in lower case; mixed case must pass its EIP-55 checksum."""
     if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
         raise ValueError("address must be 0x followed by 40 hex digits")
     try:
@@ -68,7 +69,9 @@ def _rfc3339(value: Any) -> datetime:
         return value.astimezone(UTC)
     match = _RFC3339.match(value) if isinstance(value, str) else None
     if match is None:
-        raise ValueError("timestamp must be RFC 3339 text with an offset, e.g. 2026-01-01T00:00:00Z")
+        raise ValueError(
+            "timestamp must be RFC 3339 text with an offset, e.g. 2026-01-01T00:00:00Z"
+        )
     date, time, fraction, offset = match.groups()
     fraction = (fraction or "")[:7]
     offset = "+00:00" if offset in ("Z", "z") else offset
@@ -84,7 +87,7 @@ def _described(fmt: str) -> WithJsonSchema:
     return WithJsonSchema({"type": "string", "format": fmt})
 
 
-Address = Annotated[str, BeforeValidator(_address), _described("address")]
+Address = Annotated[str, BeforeValidator(parse_address), _described("address")]
 Hash32 = Annotated[str, BeforeValidator(_hex_bytes(32)), _described("bytes32 hex")]
 Signature = Annotated[str, BeforeValidator(_hex_bytes(65)), _described("65-byte hex")]
 Wei = Annotated[

@@ -23,10 +23,10 @@ Every Kafka message on the events topic is one UTF-8 JSON object:
 | `id` | UUID string | unique per event; a producer's retry reuses it and is stored once |
 | `type` | string | one of the types below |
 | `version` | integer | the payload schema version of that type |
-| `occurred_at` | RFC 3339 text with an offset | when the producer says it happened; at most `ingest.max_clock_skew_s` (300 s) in the future |
+| `occurred_at` | RFC 3339 with an offset | when it happened; ≤ 300 s in the future (`ingest.max_clock_skew_s`) |
 | `producer` | 0x address | who signed it; lower case or valid EIP-55 |
 | `payload` | object | the type's fields, below |
-| `signature` | 0x + 65 bytes hex | EIP-191 `personal_sign` by `producer` of `keccak256(JCS(envelope without signature))` |
+| `signature` | 0x + 65 bytes hex | EIP-191 `personal_sign` of `keccak256(JCS(envelope - signature))` |
 
 - **Canonical JSON** is RFC 8785 (JCS): keys sorted, no whitespace, UTF-8. Amounts are decimal
   strings of wei (JSON numbers lose precision above 2^53). For events without floats and with
@@ -72,6 +72,7 @@ back. Reasons: `too_large`, `bad_json`, `bad_envelope`, `unknown_type`, `bad_pay
 `duplicate_data_use`, `stale_heartbeat`, `source_taken`, `unknown_log`.
 A message with an `id` already stored is dropped silently and counted as a duplicate.
 """
+
 
 def render_markdown() -> str:
     parts = [_HEADER, "\n## Types\n"]

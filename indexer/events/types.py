@@ -55,8 +55,9 @@ Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$"
 class RequestSubmitted(Payload):
     """An oracle asks the network for work, paying ``fee`` from its prepaid balance.
 
-    ``spec`` must validate against the model of ``kind`` (``indexer.events.specs``) but is
-    kept as sent: the signature covers the JSON the oracle wrote, not a normalised form.
+    ``spec`` must validate against the model of ``kind`` (``DataJobSpec`` or ``LlmJobSpec``
+    in ``indexer.events.specs``; see docs/worker.md), else the request is a ``bad_payload``.
+    It is kept as sent: the signature covers the JSON the oracle wrote.
     """
 
     request_id: UUID
@@ -246,6 +247,19 @@ class ChainLogRetracted(ChainPayload):
         return self
 
 
+class ChainFinalized(Payload):
+    """The indexer's word that chain ``chain_id`` is final up to ``block_number``: the chain
+    events it published for ``contracts`` in blocks up to there will never be retracted, and
+    ``log_count`` of them (from its start block, retracted ones not counted) are canonical.
+    Money moves only on chain events of finalized blocks."""
+
+    chain_id: Annotated[int, Strict(), Field(gt=0, le=2**53 - 1)]
+    block_number: Count
+    block_hash: Hash32
+    log_count: Count
+    contracts: Annotated[list[Address], Field(min_length=1, max_length=16)]
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 
@@ -288,6 +302,7 @@ _TYPES = [
     EventType("Funded", 1, Funded, Role.INDEXER, "log.contract"),
     EventType("RootPosted", 1, RootPosted, Role.INDEXER, "log.contract"),
     EventType("ChainLogRetracted", 1, ChainLogRetracted, Role.INDEXER, "stream_key"),
+    EventType("ChainFinalized", 1, ChainFinalized, Role.INDEXER, "chain_id"),
 ]
 
 EVENT_TYPES: dict[tuple[str, int], EventType] = {(t.name, t.version): t for t in _TYPES}
@@ -295,9 +310,13 @@ CURRENT_VERSION: dict[str, int] = {}
 for _t in _TYPES:
     CURRENT_VERSION[_t.name] = max(CURRENT_VERSION.get(_t.name, 0), _t.version)
 
+#: The contracts' events (the types a retraction may name).
 CHAIN_TYPES = frozenset(
-    t.name for t in _TYPES if t.role is Role.INDEXER and t.name != "ChainLogRetracted"
+    t.name
+    for t in _TYPES
+    if issubclass(t.payload, ChainPayload) and t.payload is not ChainLogRetracted
 )
+
 
 def _heartbeat_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     """adds `capabilities: []`: a v1 worker did not say what it serves"""

@@ -17,6 +17,8 @@ json_scalars = (
     | st.text()
     | st.floats(allow_nan=False, allow_infinity=False)
 )
+
+
 def _containers(children):
     return st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
 

@@ -16,7 +16,11 @@ def abi_events() -> dict[str, list[dict]]:
     events = {}
     for contract in CONTRACT_NAMES:
         for item in load_artifact(contract).abi:
-            if item["type"] == "event" and item["name"] not in ("Transfer", "Approval", "EIP712DomainChanged") and not item["name"].startswith("Role"):
+            if (
+                item["type"] == "event"
+                and item["name"] not in ("Transfer", "Approval", "EIP712DomainChanged")
+                and not item["name"].startswith("Role")
+            ):
                 events[item["name"]] = item["inputs"]
     return events
 

@@ -31,7 +31,9 @@ LLM_SPEC = {"model": "tiny-llama", "prompt": "hello", "max_tokens": 8}
 
 
 def decode(message, key=None):
-    return decode_message(message.value, (key or message.key).encode(), now=NOW, max_clock_skew=SKEW)
+    return decode_message(
+        message.value, (key or message.key).encode(), now=NOW, max_clock_skew=SKEW
+    )
 
 
 def scenario():
@@ -40,9 +42,23 @@ def scenario():
 
 def test_every_type_round_trips_through_make_and_decode():
     s = scenario()
-    messages = [*s.stakes(), *s.sources(), *s.request(), *s.request(fail=True), *s.heartbeats(s.people.workers[0], 2)]
+    messages = [
+        *s.stakes(),
+        *s.sources(),
+        *s.request(),
+        *s.request(fail=True),
+        *s.heartbeats(s.people.workers[0], 2),
+    ]
     names = {decode(m).envelope.type for m in messages}
-    assert {"Staked", "DataSourceRegistered", "RequestSubmitted", "RequestCompleted", "DataUsed", "RequestFailed", "Heartbeat"} <= names
+    assert {
+        "Staked",
+        "DataSourceRegistered",
+        "RequestSubmitted",
+        "RequestCompleted",
+        "DataUsed",
+        "RequestFailed",
+        "Heartbeat",
+    } <= names
     for message in messages:
         event = decode(message)
         assert event.envelope.id == message.event_id
@@ -59,7 +75,12 @@ def test_events_about_one_request_share_a_key_whoever_produced_them():
 
 def test_amounts_travel_as_decimal_strings_and_keep_their_precision():
     fee = 2**200 + 1
-    message = make_event(ORACLE, "RequestSubmitted", {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": LLM_SPEC, "fee": str(fee)}, occurred_at=NOW)
+    message = make_event(
+        ORACLE,
+        "RequestSubmitted",
+        {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": LLM_SPEC, "fee": str(fee)},
+        occurred_at=NOW,
+    )
     assert f'"fee":"{fee}"'.encode() in message.value
     assert decode(message).payload.fee == fee
 
@@ -67,12 +88,25 @@ def test_amounts_travel_as_decimal_strings_and_keep_their_precision():
 @pytest.mark.parametrize("fee", ["-1", "1.5", "0x10", " 1", "١٢"])
 def test_amounts_that_are_not_plain_decimal_wei_are_refused(fee):
     with pytest.raises(ValueError):
-        make_event(ORACLE, "RequestSubmitted", {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": LLM_SPEC, "fee": fee})
+        make_event(
+            ORACLE,
+            "RequestSubmitted",
+            {"request_id": str(uuid.uuid4()), "kind": "llm", "spec": LLM_SPEC, "fee": fee},
+        )
 
 
 @pytest.mark.parametrize("probe", scenario().probes(), ids=lambda p: p.expect)
 def test_probes_that_need_no_state_get_their_reason(probe):
-    stateless = {r.value for r in Reason} & {"too_large", "bad_json", "bad_envelope", "unknown_type", "bad_payload", "bad_signature", "wrong_key", "clock_skew"}
+    stateless = {r.value for r in Reason} & {
+        "too_large",
+        "bad_json",
+        "bad_envelope",
+        "unknown_type",
+        "bad_payload",
+        "bad_signature",
+        "wrong_key",
+        "clock_skew",
+    }
     if probe.expect not in stateless:
         decode_message(probe.value, probe.key, now=NOW, max_clock_skew=SKEW)
         return
@@ -84,8 +118,15 @@ def test_probes_that_need_no_state_get_their_reason(probe):
 def test_a_signature_stays_valid_whatever_the_json_key_order_and_spacing():
     message = make_event(WORKER, "Heartbeat", {"seq": 3}, occurred_at=NOW)
     raw = orjson.loads(message.value)
-    reordered = b"{ " + b", ".join(orjson.dumps(k) + b": " + orjson.dumps(raw[k]) for k in reversed(list(raw))) + b" }"
-    assert decode_message(reordered, message.key.encode(), now=NOW, max_clock_skew=SKEW).envelope.id == message.event_id
+    reordered = (
+        b"{ "
+        + b", ".join(orjson.dumps(k) + b": " + orjson.dumps(raw[k]) for k in reversed(list(raw)))
+        + b" }"
+    )
+    assert (
+        decode_message(reordered, message.key.encode(), now=NOW, max_clock_skew=SKEW).envelope.id
+        == message.event_id
+    )
 
 
 def test_old_versions_stay_readable_and_upcast_to_the_current_one():
@@ -98,24 +139,38 @@ def test_old_versions_stay_readable_and_upcast_to_the_current_one():
 
 
 def test_a_mixed_case_address_must_pass_its_checksum():
-    payload = {"request_id": str(uuid.uuid4()), "uses": [{"source": "https://a.example/", "contributor": ORACLE.address, "units": 1}]}
+    payload = {
+        "request_id": str(uuid.uuid4()),
+        "uses": [{"source": "https://a.example/", "contributor": ORACLE.address, "units": 1}],
+    }
     make_event(WORKER, "DataUsed", payload)
     broken = ORACLE.address[:-1] + ("a" if ORACLE.address[-1] != "a" else "b")
     if broken[2:] != broken[2:].lower():
         with pytest.raises(ValueError, match="checksum"):
-            make_event(WORKER, "DataUsed", {**payload, "uses": [{**payload["uses"][0], "contributor": broken}]})
+            make_event(
+                WORKER,
+                "DataUsed",
+                {**payload, "uses": [{**payload["uses"][0], "contributor": broken}]},
+            )
 
 
 json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats()
+
+
 def _containers(children):
-    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    return st.lists(children, max_size=4) | st.dictionaries(
+        st.text(max_size=10), children, max_size=4
+    )
 
 
 json_trees = st.recursive(json_leaves, _containers, max_leaves=20)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=2000) | json_trees.map(lambda v: json.dumps(v).encode()), st.binary(max_size=50) | st.none())
+@given(
+    st.binary(max_size=2000) | json_trees.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=50) | st.none(),
+)
 def test_arbitrary_bytes_are_rejected_with_a_reason_never_an_exception(value, key):
     try:
         decode_message(value, key, now=NOW, max_clock_skew=SKEW)

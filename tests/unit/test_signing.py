@@ -10,10 +10,15 @@ from indexer.events.signing import (
     recover_address,
     recover_with_eth_account,
     sign_digest,
+    sign_with_eth_account,
 )
 
 keys = st.binary(min_size=32, max_size=32).filter(
-    lambda k: 0 < int.from_bytes(k, "big") < 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    lambda k: (
+        0
+        < int.from_bytes(k, "big")
+        < 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    )
 )
 
 
@@ -24,6 +29,13 @@ def test_recovery_finds_the_signer_as_eth_account_does(key, digest):
     signature = sign_digest(account, digest)
     assert recover_address(digest, signature) == account.address.lower()
     assert recover_with_eth_account(digest, signature) == account.address.lower()
+
+
+@settings(max_examples=100)
+@given(keys, st.binary(min_size=32, max_size=32))
+def test_fast_signing_is_byte_identical_to_eth_account(key, digest):
+    account = Account.from_key(key)
+    assert sign_digest(account, digest) == sign_with_eth_account(account, digest)
 
 
 @settings(max_examples=50)
