@@ -9,8 +9,8 @@ from parsel import Selector
 from pydantic import ValidationError
 from scrapy.http import HtmlResponse
 
+from indexer.events.specs import DomainRule, url_matches
 from workers.scraping import DataItem, DataJobSpec, Query, items_digest
-from workers.scraping.domains import DomainRule, url_matches
 from workers.scraping.spider import extract_items, link_urls, text_of
 
 PAGE = """<html><body>

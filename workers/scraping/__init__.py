@@ -5,15 +5,14 @@
 ``DataUse`` entries of a ``DataUsed`` event.
 """
 
+from indexer.events.specs import DataJobSpec, Query
 from workers.scraping.attribution import DataUse, attribute, parse_source_pattern
 from workers.scraping.runner import DEFAULT_USER_AGENT, run_data_job
 from workers.scraping.spec import (
     CrawlFailure,
     DataItem,
     DataJobResult,
-    DataJobSpec,
     FailureReason,
-    Query,
     StopReason,
     items_digest,
 )

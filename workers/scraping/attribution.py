@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workers.scraping.domains import effective_port
+from indexer.events.specs import effective_port
 from workers.scraping.spec import DataItem
 
 Origin = tuple[str, str, int]  # scheme, lower-case host, effective port

@@ -12,7 +12,8 @@ from typing import Annotated, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from workers.scraping.spec import CrawlFailure, DataItem, DataJobSpec
+from indexer.events.specs import DataJobSpec
+from workers.scraping.spec import CrawlFailure, DataItem
 
 
 class CrawlJob(BaseModel):

@@ -16,13 +16,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from indexer.events.specs import DataJobSpec, DomainRule, url_matches
 from masa.errors import ConfigurationError, JobError
-from workers.scraping.domains import DomainRule, url_matches
 from workers.scraping.protocol import LINE, ClosedLine, CrawlJob, FailureLine, ItemLine, PageLine
 from workers.scraping.spec import (
     CrawlFailure,
     DataJobResult,
-    DataJobSpec,
     StopReason,
     items_digest,
     sort_items,

