@@ -16,9 +16,9 @@ from indexer.bus.base import Record, TopicPartition
 from indexer.events import Event, Reason, Role, decode_message, stream_id
 from indexer.events.fields import format_timestamp
 from indexer.events.types import RequestSubmitted
-from indexer.ingest.dlq import DeadLetter, dlq_id
 from indexer.ingest.decide import Accept, Hold, Policy, Reject, StreamState, decide, evolve
-from indexer.store.base import HeldRecord, IngestWrite, OutboxRecord
+from indexer.ingest.dlq import DeadLetter, dlq_id
+from indexer.store.base import HeldRecord, HoldSlot, IngestWrite, OutboxRecord
 from masa.errors import EventRejected
 
 NODE_ROLES = (Role.WORKER, Role.ORACLE)
@@ -69,8 +69,52 @@ class BatchContext:
     nodes: dict[str, StreamState]
     """Node streams of the producers in the batch, as currently known."""
     known_ids: set[UUID]
-    held: dict[str, list[HeldRecord]] = field(default_factory=dict)
-    """Holds of the owned partitions by what they await."""
+    held: Holds = field(default_factory=lambda: Holds())
+    """Holds of the owned partitions; the builder updates them as it goes."""
+
+
+class Holds:
+    """Held messages of the owned partitions, indexed by what they await and by their slot,
+    with the decoded event kept for those held in this process (no second decode)."""
+
+    def __init__(self, records: Iterable[HeldRecord] = ()) -> None:
+        self._by_awaiting: dict[str, dict[HoldSlot, HeldRecord]] = {}
+        self._decoded: dict[HoldSlot, Event] = {}
+        for record in records:
+            self.add(record)
+
+    def add(self, record: HeldRecord, decoded: Event | None = None) -> None:
+        self._by_awaiting.setdefault(record.awaiting, {})[record.slot] = record
+        if decoded is not None:
+            self._decoded[record.slot] = decoded
+
+    def remove(self, record: HeldRecord) -> None:
+        del self._by_awaiting[record.awaiting][record.slot]
+        self._decoded.pop(record.slot, None)
+
+    def __contains__(self, record: HeldRecord) -> bool:
+        return record.slot in self._by_awaiting.get(record.awaiting, {})
+
+    def __bool__(self) -> bool:
+        return any(self._by_awaiting.values())
+
+    def waiting_for(self, awaiting: str) -> list[HeldRecord]:
+        return sorted(self._by_awaiting.get(awaiting, {}).values(), key=lambda h: h.slot)
+
+    def all(self) -> list[HeldRecord]:
+        return sorted(
+            (h for hs in self._by_awaiting.values() for h in hs.values()), key=lambda h: h.slot
+        )
+
+    def decoded(self, record: HeldRecord) -> Event | None:
+        return self._decoded.get(record.slot)
+
+    def drop(self, partitions: Iterable[TopicPartition]) -> None:
+        lost = set(partitions)
+        for held in self._by_awaiting.values():
+            for slot in [slot for slot, h in held.items() if h.position in lost]:
+                del held[slot]
+                self._decoded.pop(slot, None)
 
 
 class BatchBuilder:
@@ -89,18 +133,21 @@ class BatchBuilder:
     def retry_holds(self, holds: Iterable[HeldRecord]) -> None:
         """Decide held messages again (their stake may have arrived on another partition)."""
         for hold in holds:
-            if self._still_held(hold):
-                inbound = Inbound.from_hold(hold)
-                self._handle(inbound, decode(inbound.value, inbound.key, self.ctx))
+            self._retry(hold)
 
     def expire(self, holds: Iterable[HeldRecord]) -> None:
         for hold in holds:
-            if self._still_held(hold):
+            if hold in self.ctx.held:
                 self._release(hold)
-                self._reject(Inbound.from_hold(hold), Reason(hold.reason), f"held too long: {hold.detail}")
+                self._reject(
+                    Inbound.from_hold(hold), Reason(hold.reason), f"held too long: {hold.detail}"
+                )
 
-    def _still_held(self, hold: HeldRecord) -> bool:
-        return hold in self.ctx.held.get(hold.awaiting, ())
+    def _retry(self, hold: HeldRecord) -> None:
+        if hold in self.ctx.held:
+            inbound = Inbound.from_hold(hold)
+            event = self.ctx.held.decoded(hold)
+            self._handle(inbound, event or decode(inbound.value, inbound.key, self.ctx))
 
     def _handle(self, inbound: Inbound, outcome: Event | EventRejected) -> None:
         if isinstance(outcome, EventRejected):
@@ -113,7 +160,9 @@ class BatchBuilder:
             self.stats["duplicate"] += 1
             return
         stream = self._stream(event)
-        producer = self._node(event.envelope.producer) if event.event_type.role in NODE_ROLES else None
+        producer = (
+            self._node(event.envelope.producer) if event.event_type.role in NODE_ROLES else None
+        )
         match decide(event, stream, producer, self.ctx.policy):
             case Accept():
                 self._finish_hold(inbound)
@@ -143,8 +192,12 @@ class BatchBuilder:
         if isinstance(event.payload, RequestSubmitted):
             self.write.outbox.append(
                 OutboxRecord(
-                    event.envelope.id, self.ctx.consumer, inbound.position,
-                    self.ctx.topics.requests, event.key.encode(), inbound.value,
+                    event.envelope.id,
+                    self.ctx.consumer,
+                    inbound.position,
+                    self.ctx.topics.requests,
+                    event.key.encode(),
+                    inbound.value,
                 )
             )
         if stream.version == 0:
@@ -168,10 +221,8 @@ class BatchBuilder:
         return StoredEvent(sid, version, f"{event.envelope.type}.v{event.envelope.version}", state)
 
     def _release_waiting(self, awaiting: str) -> None:
-        for hold in list(self.ctx.held.get(awaiting, ())):
-            if self._still_held(hold):
-                inbound = Inbound.from_hold(hold)
-                self._handle(inbound, decode(inbound.value, inbound.key, self.ctx))
+        for hold in self.ctx.held.waiting_for(awaiting):
+            self._retry(hold)
 
     def _hold(self, inbound: Inbound, event: Event, hold: Hold) -> None:
         previous = inbound.held
@@ -182,13 +233,21 @@ class BatchBuilder:
             self._release(previous)
             held_at_ms = previous.held_at_ms
         record = HeldRecord(
-            self.ctx.consumer, inbound.topic, inbound.partition, inbound.offset,
-            event.envelope.id, event.envelope.producer, hold.awaiting, hold.reason, hold.detail,
+            self.ctx.consumer,
+            inbound.topic,
+            inbound.partition,
+            inbound.offset,
+            event.envelope.id,
+            event.envelope.producer,
+            hold.awaiting,
+            hold.reason,
+            hold.detail,
             held_at_ms,
-            inbound.key, inbound.value,
+            inbound.key,
+            inbound.value,
         )
-        self.write.holds.append(record)
-        self.ctx.held.setdefault(hold.awaiting, []).append(record)
+        self.write.holds[record.slot] = record
+        self.ctx.held.add(record, event)
         self.stats["held"] += 1
 
     def _finish_hold(self, inbound: Inbound) -> None:
@@ -197,10 +256,8 @@ class BatchBuilder:
             self.stats["released"] += 1
 
     def _release(self, hold: HeldRecord) -> None:
-        self.ctx.held[hold.awaiting].remove(hold)
-        if hold in self.write.holds:
-            self.write.holds.remove(hold)
-        else:
+        self.ctx.held.remove(hold)
+        if self.write.holds.pop(hold.slot, None) is None:
             self.write.released.append(hold)
 
     def _reject(self, inbound: Inbound, reason: Reason, detail: str) -> None:
@@ -218,8 +275,12 @@ class BatchBuilder:
         )
         self.write.outbox.append(
             OutboxRecord(
-                letter.id, self.ctx.consumer, inbound.position, self.ctx.topics.dlq,
-                inbound.key, letter.encode(),
+                letter.id,
+                self.ctx.consumer,
+                inbound.position,
+                self.ctx.topics.dlq,
+                inbound.key,
+                letter.encode(),
             )
         )
 
@@ -235,4 +296,3 @@ def decode_or_reject(
         return decode_message(value, key, now=now, max_clock_skew=max_clock_skew)
     except EventRejected as exc:
         return exc
-

@@ -33,6 +33,7 @@ class StreamState:
     version: int = 0
     submitted_by: str | None = None
     closed: str | None = None
+    closed_by: str | None = None
     data_used_by: tuple[str, ...] = ()
     last_seq: int | None = None
     contributor: str | None = None
@@ -49,7 +50,7 @@ class StreamState:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"key": self.key, "version": self.version}
-        for name in ("submitted_by", "closed", "last_seq", "contributor"):
+        for name in ("submitted_by", "closed", "closed_by", "last_seq", "contributor"):
             if (value := getattr(self, name)) is not None:
                 data[name] = value
         if self.data_used_by:
@@ -69,6 +70,7 @@ class StreamState:
             version=data["version"],
             submitted_by=data.get("submitted_by"),
             closed=data.get("closed"),
+            closed_by=data.get("closed_by"),
             data_used_by=tuple(data.get("data_used_by", ())),
             last_seq=data.get("last_seq"),
             contributor=data.get("contributor"),
@@ -115,7 +117,9 @@ class Policy:
 _NODE_ROLES = {Role.WORKER: 1, Role.ORACLE: 2}
 
 
-def decide(event: Event, stream: StreamState, producer: StreamState | None, policy: Policy) -> Decision:
+def decide(
+    event: Event, stream: StreamState, producer: StreamState | None, policy: Policy
+) -> Decision:
     """Whether ``event`` may be appended to ``stream``, given its producer's node stream."""
     verdict = _check_producer(event, producer, policy)
     if verdict is not None:
@@ -158,8 +162,13 @@ def _closing(event: Event, stream: StreamState) -> Decision:
 def _data_used(event: Event, stream: StreamState) -> Decision:
     if stream.submitted_by is None:
         return Hold(f"request:{stream.key}", Reason.UNKNOWN_REQUEST, f"request {stream.key}")
-    if event.envelope.producer in stream.data_used_by:
-        return Reject(Reason.DUPLICATE_DATA_USE, f"{event.envelope.producer} already reported")
+    producer = event.envelope.producer
+    if producer in stream.data_used_by:
+        return Reject(Reason.DUPLICATE_DATA_USE, f"{producer} already reported")
+    if stream.closed_by is not None and stream.closed_by != producer:
+        return Reject(
+            Reason.REQUEST_CLOSED, f"request {stream.key} was served by {stream.closed_by}"
+        )
     return Accept()
 
 
@@ -207,9 +216,9 @@ def evolve(stream: StreamState, event: Event) -> StreamState:
         case t.RequestSubmitted():
             return replace(state, submitted_by=producer)
         case t.RequestCompleted():
-            return replace(state, closed="completed")
+            return replace(state, closed="completed", closed_by=producer)
         case t.RequestFailed():
-            return replace(state, closed="failed")
+            return replace(state, closed="failed", closed_by=producer)
         case t.DataUsed():
             return replace(state, data_used_by=(*state.data_used_by, producer))
         case t.Heartbeat() | t.HeartbeatV1():

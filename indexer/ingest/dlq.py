@@ -16,7 +16,6 @@ from indexer.bus.base import Bus, TopicPartition
 from indexer.events import MASA_NAMESPACE, MAX_MESSAGE_BYTES
 from indexer.store.base import EventStore
 
-
 #: Largest original message a letter embeds: ingest's own limit, so only ``too_large`` ones
 #: are left out (base64 makes the letter 4/3 of this, under Kafka's 1 MiB default).
 MAX_EMBEDDED_VALUE = MAX_MESSAGE_BYTES
@@ -47,7 +46,11 @@ class DeadLetter:
             "dlq_id": str(self.id),
             "reason": self.reason,
             "detail": self.detail[:1000],
-            "source": {"topic": self.source.topic, "partition": self.source.partition, "offset": self.offset},
+            "source": {
+                "topic": self.source.topic,
+                "partition": self.source.partition,
+                "offset": self.offset,
+            },
             "consumer": self.consumer,
             "rejected_at": self.rejected_at,
             "key": None if self.key is None else base64.b64encode(self.key).decode(),

@@ -14,9 +14,9 @@ from uuid import UUID
 
 from indexer.bus.base import Bus, Record, TopicPartition, partition_for
 from indexer.events import Event, Reason, stream_id
-from indexer.ingest.batch import BatchBuilder, BatchContext, Topics, decode_or_reject
+from indexer.ingest.batch import BatchBuilder, BatchContext, Holds, Topics, decode_or_reject
 from indexer.ingest.decide import Policy, StreamState
-from indexer.store.base import EventStore, HeldRecord, OutboxRecord, WriteConflict
+from indexer.store.base import EventStore, OutboxRecord, WriteConflict
 from masa.errors import EventRejected, RetryableError
 
 log = logging.getLogger("masa.ingest")
@@ -27,6 +27,7 @@ class IngestConfig:
     consumer_name: str
     topics: Topics
     policy: Policy
+    instance_id: str | None = None
     batch_max_events: int = 5000
     poll_timeout_s: float = 0.5
     max_clock_skew: timedelta = timedelta(minutes=5)
@@ -61,12 +62,12 @@ class Ingestor:
         self.store = store
         self.clock = clock
         self.stats: Counter[str] = Counter()
-        self._consumer = bus.consumer(group=config.consumer_name)
+        self._consumer = bus.consumer(group=config.consumer_name, instance_id=config.instance_id)
         self._producer = bus.producer()
         self._partitions = bus.partitions(config.topics.events)
         self._owned: set[TopicPartition] = set()
         self._cache = _LRU(config.stream_cache_size)
-        self._held: dict[str, list[HeldRecord]] = {}
+        self._held = Holds()
         self._unpublished: list[OutboxRecord] = []
         self._last_recheck = 0.0
 
@@ -84,17 +85,19 @@ class Ingestor:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
         self._owned -= set(partitions)
         self._cache.clear()
-        lost = set(partitions)
-        for awaiting, holds in list(self._held.items()):
-            self._held[awaiting] = [h for h in holds if h.position not in lost]
+        self._held.drop(partitions)
 
     def _load_holds(self, partitions: Collection[TopicPartition]) -> None:
         for hold in self.store.load_holds(self.config.consumer_name, partitions):
-            self._held.setdefault(hold.awaiting, []).append(hold)
+            self._held.add(hold)
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def run(self, should_stop: Callable[[], bool], on_batch: Callable[[Counter[str]], None] | None = None) -> None:
+    def run(
+        self,
+        should_stop: Callable[[], bool],
+        on_batch: Callable[[Counter[str]], None] | None = None,
+    ) -> None:
         self._consumer.subscribe([self.config.topics.events], self)
         backoff = 0.1
         try:
@@ -143,21 +146,21 @@ class Ingestor:
         return outcome
 
     def _holds_due(self) -> bool:
-        if not any(self._held.values()):
+        if not self._held:
             return False
         return time.monotonic() - self._last_recheck >= self.config.hold_recheck_s
 
     def _recheck_holds(self, builder: BatchBuilder, now: datetime) -> None:
         self._last_recheck = time.monotonic()
         cutoff_ms = int((now - self.config.hold_timeout).timestamp() * 1000)
-        holds = sorted(
-            (h for hs in self._held.values() for h in hs), key=lambda h: (h.position, h.offset)
-        )
+        holds = self._held.all()
         builder.expire([h for h in holds if h.held_at_ms <= cutoff_ms])
         builder.retry_holds([h for h in holds if h.awaiting.startswith("stake:")])
 
-    def _context(self, decoded: list[tuple[Record, Event | EventRejected]], now: datetime) -> BatchContext:
-        holds = [h for hs in self._held.values() for h in hs]
+    def _context(
+        self, decoded: list[tuple[Record, Event | EventRejected]], now: datetime
+    ) -> BatchContext:
+        holds = self._held.all()
         events = [d for _, d in decoded if isinstance(d, Event)]
         keys = {e.key for e in events} | {h.key.decode() for h in holds if h.key is not None}
         producers = {e.envelope.producer for e in events} | {h.producer for h in holds}
@@ -200,13 +203,15 @@ class Ingestor:
         self._publish()
 
     def _owns(self, key: str) -> bool:
-        tp = TopicPartition(self.config.topics.events, partition_for(key.encode(), self._partitions))
+        tp = TopicPartition(
+            self.config.topics.events, partition_for(key.encode(), self._partitions)
+        )
         return tp in self._owned
 
     def _reset(self) -> None:
         """Forget everything not in the store and re-read owned partitions from it."""
         self._cache.clear()
-        self._held.clear()
+        self._held = Holds()
         self._load_holds(self._owned)
         offsets = self.store.next_offsets(self.config.consumer_name, self._owned)
         for tp, offset in offsets.items():

@@ -49,6 +49,14 @@ class HeldRecord:
     def position(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
 
+    @property
+    def slot(self) -> HoldSlot:
+        """Where the held message sits in the log: its identity."""
+        return (self.topic, self.partition, self.offset)
+
+
+HoldSlot = tuple[str, int, int]
+
 
 @dataclass(frozen=True)
 class OutboxRecord:
@@ -69,7 +77,7 @@ class IngestWrite:
     events: list[StoredEvent] = field(default_factory=list)
     event_ids: list[tuple[UUID, UUID, int]] = field(default_factory=list)
     streams: dict[UUID, StreamState] = field(default_factory=dict)
-    holds: list[HeldRecord] = field(default_factory=list)
+    holds: dict[HoldSlot, HeldRecord] = field(default_factory=dict)
     released: list[HeldRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
 
@@ -77,7 +85,9 @@ class IngestWrite:
         return not (self.last_offsets or self.streams or self.holds or self.released or self.outbox)
 
     def trackings(self) -> list[Tracking]:
-        return [Tracking(tracking_name(self.consumer, tp), off) for tp, off in self.last_offsets.items()]
+        return [
+            Tracking(tracking_name(self.consumer, tp), off) for tp, off in self.last_offsets.items()
+        ]
 
 
 def tracking_name(consumer: str, tp: TopicPartition) -> str:

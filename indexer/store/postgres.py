@@ -33,7 +33,7 @@ _TABLES = [
     "CREATE TABLE IF NOT EXISTS {schema}.ingest_event_ids ("
     " event_id uuid PRIMARY KEY, originator_id uuid NOT NULL, originator_version bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {schema}.ingest_streams ("
-    " stream_id uuid PRIMARY KEY, state jsonb NOT NULL)",
+    " stream_id uuid PRIMARY KEY, state text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {schema}.ingest_holds ("
     " consumer text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
     ' "offset" bigint NOT NULL, event_id uuid NOT NULL, producer text NOT NULL,'
@@ -57,7 +57,8 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
         schema = Identifier(datastore.schema)
         self.sql_create_statements.extend(SQL(s).format(schema=schema) for s in _TABLES)  # type: ignore[arg-type]
         self._copy_events = SQL(
-            "COPY {}.{} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
+            "COPY {}.{} (originator_id, originator_version, topic, state)"
+            " FROM STDIN (FORMAT BINARY)"
         ).format(schema, Identifier(self.events_table_name))
         self._schema = schema
 
@@ -89,7 +90,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
                 self._copy_stored_events(curs, stored_events)
                 self._copy_event_ids(curs, batch.event_ids)
             self._upsert_streams(curs, batch.streams)
-            self._update_holds(curs, batch.holds, batch.released)
+            self._update_holds(curs, list(batch.holds.values()), batch.released)
             self._insert_outbox(curs, batch.outbox)
         return None
 
@@ -115,7 +116,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
         curs.execute(
             self._sql(
                 "INSERT INTO {schema}.ingest_streams (stream_id, state)"
-                " SELECT id, state::jsonb FROM unnest(%s::uuid[], %s::text[]) AS s(id, state)"
+                " SELECT * FROM unnest(%s::uuid[], %s::text[])"
                 " ON CONFLICT (stream_id) DO UPDATE SET state = excluded.state"
             ),
             (list(streams), [orjson.dumps(s.to_json()).decode() for s in streams.values()]),
@@ -193,7 +194,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
             "SELECT stream_id, state FROM {schema}.ingest_streams WHERE stream_id = ANY(%s)",
             (list(stream_ids),),
         )
-        return {r["stream_id"]: StreamState.from_json(r["state"]) for r in rows}
+        return {r["stream_id"]: StreamState.from_json(orjson.loads(r["state"])) for r in rows}
 
     def known_event_ids(self, event_ids: Collection[UUID]) -> set[UUID]:
         if not event_ids:
@@ -227,9 +228,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
         )
         wanted = set(partitions)
         return [
-            OutboxRecord(
-                r["id"], consumer, source, r["topic"], _bytes(r["key"]), bytes(r["value"])
-            )
+            OutboxRecord(r["id"], consumer, source, r["topic"], _bytes(r["key"]), bytes(r["value"]))
             for r in rows
             if (source := TopicPartition(r["source_topic"], r["source_partition"])) in wanted
         ]
@@ -252,7 +251,16 @@ def _bytes(value: Any) -> bytes | None:
 
 def _hold_row(h: HeldRecord) -> tuple[Any, ...]:
     return (
-        h.consumer, h.topic, h.partition, h.offset, h.event_id, h.producer, h.awaiting,
-        h.reason, h.detail,
-        h.held_at_ms, h.key, h.value,
+        h.consumer,
+        h.topic,
+        h.partition,
+        h.offset,
+        h.event_id,
+        h.producer,
+        h.awaiting,
+        h.reason,
+        h.detail,
+        h.held_at_ms,
+        h.key,
+        h.value,
     )

@@ -32,7 +32,8 @@ _TABLES = [
     " id TEXT PRIMARY KEY, consumer TEXT NOT NULL, source_topic TEXT NOT NULL,"
     " source_partition INTEGER NOT NULL, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,"
     " published_at_ms INTEGER)",
-    "CREATE TABLE IF NOT EXISTS dlq_replays (dlq_id TEXT PRIMARY KEY, replayed_at_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dlq_replays ("
+    " dlq_id TEXT PRIMARY KEY, replayed_at_ms INTEGER NOT NULL)",
 ]
 
 
@@ -69,15 +70,28 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
             [(sid.hex, orjson.dumps(s.to_json()).decode()) for sid, s in batch.streams.items()],
         )
         c.executemany(
-            'DELETE FROM ingest_holds WHERE consumer = ? AND topic = ? AND partition = ? AND "offset" = ?',
+            "DELETE FROM ingest_holds WHERE consumer = ? AND topic = ? AND partition = ?"
+            ' AND "offset" = ?',
             [(h.consumer, h.topic, h.partition, h.offset) for h in batch.released],
         )
         c.executemany(
             "INSERT INTO ingest_holds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (h.consumer, h.topic, h.partition, h.offset, h.event_id.hex, h.producer, h.awaiting,
-                 h.reason, h.detail, h.held_at_ms, h.key, h.value)
-                for h in batch.holds
+                (
+                    h.consumer,
+                    h.topic,
+                    h.partition,
+                    h.offset,
+                    h.event_id.hex,
+                    h.producer,
+                    h.awaiting,
+                    h.reason,
+                    h.detail,
+                    h.held_at_ms,
+                    h.key,
+                    h.value,
+                )
+                for h in batch.holds.values()
             ],
         )
         c.executemany(
@@ -105,7 +119,9 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
             )
 
     def replayed(self) -> dict[UUID, int]:
-        return {UUID(r[0]): r[1] for r in self._query("SELECT dlq_id, replayed_at_ms FROM dlq_replays")}
+        return {
+            UUID(r[0]): r[1] for r in self._query("SELECT dlq_id, replayed_at_ms FROM dlq_replays")
+        }
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self.datastore.transaction(commit=False) as c:
@@ -141,9 +157,18 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
         wanted = set(partitions)
         return [
             HeldRecord(
-                consumer=r[0], topic=r[1], partition=r[2], offset=r[3], event_id=UUID(r[4]),
-                producer=r[5], awaiting=r[6], reason=r[7], detail=r[8], held_at_ms=r[9],
-                key=r[10], value=r[11],
+                consumer=r[0],
+                topic=r[1],
+                partition=r[2],
+                offset=r[3],
+                event_id=UUID(r[4]),
+                producer=r[5],
+                awaiting=r[6],
+                reason=r[7],
+                detail=r[8],
+                held_at_ms=r[9],
+                key=r[10],
+                value=r[11],
             )
             for r in rows
             if TopicPartition(r[1], r[2]) in wanted

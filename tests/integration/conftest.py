@@ -1,4 +1,4 @@
-"""One ingest harness, parametrized over every bus × store combination (real Kafka and
+"""One ingest harness, parametrized over every bus x store combination (real Kafka and
 PostgreSQL from tests/support/fixtures.py, the embedded log and SQLite in a temp dir)."""
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from masa.settings import Settings
 from masa.synthetic import Participants, Probe
 from masa.wiring import ensure_topics, ingest_config, open_bus, open_store
 
-BACKENDS = [("embedded", "sqlite"), ("embedded", "postgres"), ("kafka", "sqlite"), ("kafka", "postgres")]
+BACKENDS = [
+    ("embedded", "sqlite"),
+    ("embedded", "postgres"),
+    ("kafka", "sqlite"),
+    ("kafka", "postgres"),
+]
 
 
 @dataclass
@@ -44,7 +49,7 @@ class Harness:
     def env(self) -> dict[str, str]:
         """These settings as MASA_ environment variables, for ``masa`` subprocesses."""
         env = {"MASA_HOME": str(self.settings.home)}
-        for section in ("store", "bus", "ingest"):
+        for section in ("store", "bus", "ingest", "chain", "worker"):
             for name, value in getattr(self.settings, section).model_dump(mode="json").items():
                 if value is not None:
                     text = value if isinstance(value, str) else json.dumps(value)
@@ -54,6 +59,10 @@ class Harness:
     def with_ingest(self, **changes: Any) -> Harness:
         ingest = self.settings.ingest.model_copy(update=changes)
         return Harness(self.settings.model_copy(update={"ingest": ingest}), self.people)
+
+    def with_bus(self, **changes: Any) -> Harness:
+        bus = self.settings.bus.model_copy(update=changes)
+        return Harness(self.settings.model_copy(update={"bus": bus}), self.people)
 
     def with_people(self, people: Participants) -> Harness:
         """The same backends, with ``people.indexer`` as the trusted indexer."""
@@ -111,7 +120,11 @@ class Harness:
             records, start = [], 1
             while batch := store.select_notifications(start, 1000):
                 records += [
-                    {**orjson.loads(n.state), "stream": n.originator_id, "version": n.originator_version}
+                    {
+                        **orjson.loads(n.state),
+                        "stream": n.originator_id,
+                        "version": n.originator_version,
+                    }
                     for n in batch
                 ]
                 start = batch[-1].id + 1
@@ -154,7 +167,10 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
     if store_backend == "postgres":
         db = request.getfixturevalue("pg_database")
         config["store"] |= {
-            "postgres_host": db.host, "postgres_port": db.port, "postgres_user": db.user,
-            "postgres_password": db.password, "postgres_dbname": db.dbname,
+            "postgres_host": db.host,
+            "postgres_port": db.port,
+            "postgres_user": db.user,
+            "postgres_password": db.password,
+            "postgres_dbname": db.dbname,
         }
     yield Harness(Settings(**config), people)

@@ -23,7 +23,11 @@ CAST = ROOT / "node_modules" / "@foundry-rs" / "cast-linux-amd64" / "bin" / "cas
 
 @pytest.mark.parametrize("harness", [("kafka", "sqlite")], indirect=True, ids=["kafka-sqlite"])
 def test_the_kcat_example_produces_an_event_ingest_stores(harness):
-    for tool, path in (("kcat", shutil.which("kcat")), ("cast", CAST if CAST.exists() else None), ("jq", shutil.which("jq"))):
+    for tool, path in (
+        ("kcat", shutil.which("kcat")),
+        ("cast", CAST if CAST.exists() else None),
+        ("jq", shutil.which("jq")),
+    ):
         if path is None:
             require(f"{tool} is not installed (scripts/provision installs it)")
     key = "0x" + "42" * 32
@@ -31,8 +35,11 @@ def test_the_kcat_example_produces_an_event_ingest_stores(harness):
     scenario = Scenario(harness.people, start=datetime.now(UTC) - timedelta(minutes=1))
     harness.send([scenario.stake(worker, 1)])
     env = {
-        **os.environ, "BROKER": harness.settings.bus.bootstrap_servers,
-        "TOPIC": harness.settings.bus.events_topic, "PRIVATE_KEY": key, "CAST": str(CAST),
+        **os.environ,
+        "BROKER": harness.settings.bus.bootstrap_servers,
+        "TOPIC": harness.settings.bus.events_topic,
+        "PRIVATE_KEY": key,
+        "CAST": str(CAST),
     }
     result = subprocess.run([str(SCRIPT), "7"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,4 @@
-"""The ingest suite, run against every bus × store combination (see conftest.BACKENDS)."""
+"""The ingest suite, run against every bus x store combination (see conftest.BACKENDS)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,9 @@ def test_two_ingestors_split_the_partitions_and_store_everything_once(harness):
     messages = [*s.stakes(), *s.sources(), *s.traffic(requests=60, heartbeats_per_worker=5)]
     harness.send(messages)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(harness.ingest(idle_s=3))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(harness.ingest(idle_s=3))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -135,9 +137,20 @@ def test_two_ingestors_split_the_partitions_and_store_everything_once(harness):
 FRESH_SEEDS = itertools.count(1000)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(CORRUPTIONS), st.integers(0, 10**6)), min_size=1, max_size=12), st.randoms(use_true_random=False))
-def test_fuzzed_messages_go_to_the_dlq_and_valid_ones_around_them_are_stored(harness, corruptions, rng):
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(CORRUPTIONS), st.integers(0, 10**6)), min_size=1, max_size=12
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_fuzzed_messages_go_to_the_dlq_and_valid_ones_around_them_are_stored(
+    harness, corruptions, rng
+):
     s = scenario(harness, seed=next(FRESH_SEEDS))  # hypothesis may repeat an rng; ids must not
     valid = [*s.stakes(), *s.traffic(requests=5, heartbeats_per_worker=0)]
     bad = [corrupt(kind, rng.choice(valid), n, harness.people) for kind, n in corruptions]

@@ -4,6 +4,7 @@ exactly once, with gapless stream versions and nothing in the dead-letter topic.
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,9 +27,10 @@ KILLS = 10
 MASA = str(Path(sys.executable).parent / "masa")
 
 
-def wait_for(condition, timeout_s: float) -> None:
+def wait_for(condition, value, timeout_s: float) -> None:
+    """Until ``condition(value())`` holds."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while not condition(value()):
         assert time.monotonic() < deadline, "ingest made no progress"
         time.sleep(0.05)
 
@@ -43,7 +46,12 @@ def counted_stream():
     return people, messages
 
 
-@pytest.mark.parametrize("harness", [("kafka", "postgres"), ("embedded", "sqlite")], indirect=True, ids=["kafka-postgres", "embedded-sqlite"])
+@pytest.mark.parametrize(
+    "harness",
+    [("kafka", "postgres"), ("embedded", "sqlite")],
+    indirect=True,
+    ids=["kafka-postgres", "embedded-sqlite"],
+)
 def test_sigkilled_ingest_stores_every_event_exactly_once(harness, counted_stream):
     people, messages = counted_stream
     harness = harness.with_people(people).with_ingest(
@@ -54,15 +62,20 @@ def test_sigkilled_ingest_stores_every_event_exactly_once(harness, counted_strea
     rng = random.Random(7)
     kills_mid_stream = 0
     for _ in range(KILLS):
-        child = subprocess.Popen([MASA, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        before = harness.stored_count()
-        wait_for(lambda: harness.stored_count() > before, timeout_s=60)  # it is consuming now
+        child = subprocess.Popen(
+            [MASA, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for(
+            partial(operator.lt, harness.stored_count()), harness.stored_count, timeout_s=60
+        )  # it is consuming now
         time.sleep(rng.uniform(0.0, 1.0))  # then kill at a random moment of its work
         child.send_signal(signal.SIGKILL)
         child.wait()
         kills_mid_stream += harness.stored_count() < len(messages)
     assert kills_mid_stream == KILLS, "the stream ran out before the last kill; make it longer"
-    final = subprocess.run([MASA, "ingest", "--until-idle", "3"], env=env, capture_output=True, timeout=600)
+    final = subprocess.run(
+        [MASA, "ingest", "--until-idle", "3"], env=env, capture_output=True, timeout=600
+    )
     assert final.returncode == 0, final.stderr.decode()[-2000:]
 
     stored = harness.stored_ids()

@@ -25,7 +25,9 @@ POLICY = Policy(trusted_indexers=frozenset({PEOPLE.indexer.address.lower()}))
 
 
 def event(message):
-    return decode_message(message.value, message.key.encode(), now=NOW, max_clock_skew=timedelta(minutes=5))
+    return decode_message(
+        message.value, message.key.encode(), now=NOW, max_clock_skew=timedelta(minutes=5)
+    )
 
 
 def staked(role: int) -> StreamState:
@@ -61,7 +63,12 @@ states = st.builds(
     last_seq=st.none() | st.integers(0, 2**53 - 1),
     contributor=st.none() | st.just("0x" + "3" * 40),
     chain=st.lists(
-        st.builds(ChainEntry, st.uuids().map(str), st.none() | st.integers(0, 2**256 - 1), st.none() | st.sampled_from([1, 2])),
+        st.builds(
+            ChainEntry,
+            st.uuids().map(str),
+            st.none() | st.integers(0, 2**256 - 1),
+            st.none() | st.sampled_from([1, 2]),
+        ),
         max_size=5,
     ).map(tuple),
 )
@@ -75,7 +82,9 @@ def test_stream_state_survives_its_json_form(state):
 def test_a_completion_before_its_request_is_held_for_the_request():
     submitted, completed, _ = (event(m) for m in scenario().request())
     decision = decide(completed, StreamState(key=completed.key), staked(WORKER_ROLE), POLICY)
-    assert decision == Hold(f"request:{completed.key}", Reason.UNKNOWN_REQUEST, f"request {completed.key}")
+    assert decision == Hold(
+        f"request:{completed.key}", Reason.UNKNOWN_REQUEST, f"request {completed.key}"
+    )
     after = evolve(StreamState(key=submitted.key), submitted)
     assert decide(completed, after, staked(WORKER_ROLE), POLICY) == Accept()
 
@@ -83,7 +92,11 @@ def test_a_completion_before_its_request_is_held_for_the_request():
 def test_a_request_closes_once():
     s = scenario()
     submitted, completed, _ = (event(m) for m in s.request())
-    failed = event(s._event(PEOPLE.workers[1], "RequestFailed", {"request_id": completed.key, "reason": "late"}))
+    failed = event(
+        s._event(
+            PEOPLE.workers[1], "RequestFailed", {"request_id": completed.key, "reason": "late"}
+        )
+    )
     decisions, state = fold(StreamState(key=submitted.key), [submitted, completed, failed])
     assert decisions[:2] == [Accept(), Accept()]
     assert isinstance(decisions[2], Reject) and decisions[2].reason == Reason.REQUEST_CLOSED
@@ -95,7 +108,9 @@ def test_producers_need_a_live_stake_in_the_right_role():
     fresh = StreamState(key=heartbeat.key)
     assert isinstance(decide(heartbeat, fresh, None, POLICY), Hold)
     unstaked = StreamState(key="n", chain=(ChainEntry("a", 100, WORKER_ROLE), ChainEntry("b", 0)))
-    assert decide(heartbeat, fresh, unstaked, POLICY) == Reject(Reason.NOT_STAKED, f"{heartbeat.envelope.producer} has no active stake")
+    assert decide(heartbeat, fresh, unstaked, POLICY) == Reject(
+        Reason.NOT_STAKED, f"{heartbeat.envelope.producer} has no active stake"
+    )
     assert isinstance(decide(heartbeat, fresh, staked(ORACLE_ROLE), POLICY), Reject)
     assert decide(heartbeat, fresh, staked(WORKER_ROLE), POLICY) == Accept()
 
@@ -103,7 +118,9 @@ def test_producers_need_a_live_stake_in_the_right_role():
 def test_chain_events_need_a_trusted_indexer():
     stake = event(scenario().stake(PEOPLE.workers[0], WORKER_ROLE))
     assert decide(stake, StreamState(key=stake.key), None, POLICY) == Accept()
-    assert decide(stake, StreamState(key=stake.key), None, Policy()) == Reject(Reason.UNTRUSTED_INDEXER)
+    assert decide(stake, StreamState(key=stake.key), None, Policy()) == Reject(
+        Reason.UNTRUSTED_INDEXER
+    )
 
 
 @given(st.lists(st.integers(0, 50), max_size=30))
@@ -125,9 +142,17 @@ def test_accepted_heartbeats_are_exactly_the_running_maxima(seqs):
 @given(st.lists(st.tuples(st.integers(0, 10**24), st.booleans()), min_size=1, max_size=20))
 def test_stake_is_the_latest_total_not_retracted(entries):
     """Retracting chain events (a reorg) restores the stake the remaining events imply."""
-    state = StreamState(key="n", chain=tuple(ChainEntry(str(i), total, WORKER_ROLE) for i, (total, _) in enumerate(entries)))
+    state = StreamState(
+        key="n",
+        chain=tuple(ChainEntry(str(i), total, WORKER_ROLE) for i, (total, _) in enumerate(entries)),
+    )
     kept = [total for total, retracted in entries if not retracted]
-    state = StreamState(key="n", chain=tuple(e for e, (_, retracted) in zip(state.chain, entries, strict=True) if not retracted))
+    state = StreamState(
+        key="n",
+        chain=tuple(
+            e for e, (_, retracted) in zip(state.chain, entries, strict=True) if not retracted
+        ),
+    )
     assert state.stake == (kept[-1] if kept else None)
 
 
@@ -139,14 +164,53 @@ def test_a_retraction_removes_exactly_the_retracted_log():
     node = evolve(evolve(StreamState(key=first.key), first), second)
     assert node.stake == 300
     retraction = event(
-        s._event(PEOPLE.indexer, "ChainLogRetracted", {
-            "log": second.payload.log.model_dump(mode="json"),
-            "retracted_id": str(second.envelope.id),
-            "retracted_type": "Staked",
-            "stream_key": second.key,
-        })
+        s._event(
+            PEOPLE.indexer,
+            "ChainLogRetracted",
+            {
+                "log": second.payload.log.model_dump(mode="json"),
+                "retracted_id": str(second.envelope.id),
+                "retracted_type": "Staked",
+                "stream_key": second.key,
+            },
+        )
     )
     assert decide(retraction, node, None, POLICY) == Accept()
     assert evolve(node, retraction).stake == 100
     unknown = retraction.payload.model_copy(update={"retracted_id": uuid.uuid4()})
-    assert isinstance(decide(retraction.__class__(retraction.envelope, unknown, retraction.event_type, retraction.key, retraction.raw), node, None, POLICY), Reject)
+    assert isinstance(
+        decide(
+            retraction.__class__(
+                retraction.envelope, unknown, retraction.event_type, retraction.key, retraction.raw
+            ),
+            node,
+            None,
+            POLICY,
+        ),
+        Reject,
+    )
+
+
+def test_only_the_worker_that_closed_a_request_may_report_its_data_use():
+    s = scenario()
+    submitted, completed, data_used = (event(m) for m in s.request())
+    stranger = next(w for w in PEOPLE.workers if w.address.lower() != completed.envelope.producer)
+    other = event(
+        s._event(
+            stranger,
+            "DataUsed",
+            {
+                "request_id": completed.key,
+                "uses": data_used.payload.model_dump(mode="json")["uses"],
+            },
+        )
+    )
+    decisions, state = fold(
+        StreamState(key=submitted.key), [submitted, completed, other, data_used]
+    )
+    assert decisions[2] == Reject(
+        Reason.REQUEST_CLOSED,
+        f"request {completed.key} was served by {completed.envelope.producer}",
+    )
+    assert decisions[3] == Accept()
+    assert state.data_used_by == (completed.envelope.producer,)
