@@ -49,7 +49,9 @@ def load_keystore(path: Path, password: str) -> LocalAccount:
     try:
         keystore = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ConfigurationError(f"no key file at {path} (create one with 'masa keys new')") from exc
+        raise ConfigurationError(
+            f"no key file at {path} (create one with 'masa keys new')"
+        ) from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not a keystore file: {exc}") from exc
     try:

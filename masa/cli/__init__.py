@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import typer
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from pydantic import ValidationError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from masa.cli.common import RootOptions
 from masa.errors import MasaError
@@ -26,7 +26,9 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", help="TOML settings file (default: ./masa.toml if present; env MASA_CONFIG)."
+        None,
+        "--config",
+        help="TOML settings file (default: ./masa.toml if present; env MASA_CONFIG).",
     ),
     home: Path | None = typer.Option(
         None, "--home", help="Data folder of the embedded defaults and keys (env MASA_HOME)."

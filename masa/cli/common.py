@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,15 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     for row in rows:
         result.add_row(*(str(v) for v in row))
     return result
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT: long-running commands finish the step in hand, then stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._request)
+        signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, *_: object) -> None:
+        self.requested = True

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
-from masa.demo import DemoReport, demo_settings, run_demo
+from masa.demo import DemoReport, demo_settings, run_demo, tiny_llm
 
 app = typer.Typer()
 
@@ -14,39 +16,92 @@ app = typer.Typer()
 @app.command("demo")
 def demo(
     ctx: typer.Context,
-    requests: int = typer.Option(100, "--requests", min=1, max=100_000, help="Requests to simulate."),
-    seed: int = typer.Option(7, "--seed", help="Seed of the synthetic network (same seed, same run)."),
+    requests: int = typer.Option(
+        100, "--requests", min=1, max=100_000, help="Synthetic requests to add."
+    ),
+    seed: int = typer.Option(
+        7, "--seed", help="Seed of the synthetic network (same seed, same run)."
+    ),
+    llm: bool = typer.Option(
+        True, "--llm/--no-llm", help="Serve LLM jobs too, when vLLM is installed."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Run the ledger end to end with no services: SQLite store, embedded log.
+    """Run the ledger end to end with no services: SQLite store, embedded log, in-process EVM.
 
-    Generates keys for an indexer, workers, oracles and contributors, produces signed events
-    of every type plus malformed ones, ingests them and prints what was stored and what was
-    rejected, by reason. Data goes to <home>/demo, wiped at the start of each run.
+    Deploys the contracts on an in-process EVM, stakes workers and oracles, indexes the chain
+    into signed events, has a worker serve data jobs from a local website with scrapy (and LLM
+    jobs on a tiny model when vLLM is installed: scripts/provision-vllm), then adds a few
+    hundred signed events of every type, malformed ones among them. Prints what was stored,
+    what was rejected by reason, and who earned attribution. Data goes to <home>/demo, wiped
+    at the start of each run.
     """
     base = settings(ctx)
+    if ctx.find_root().obj is None or ctx.find_root().obj.log_level is None:
+        logging.getLogger("masa").setLevel(logging.WARNING)  # the progress bars tell the story
+    config = demo_settings(base.home)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=as_json, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
     ) as bar:
         tasks: dict[str, int] = {}
 
         def progress(step: str, done: int, total: int) -> None:
             if step not in tasks:
-                tasks[step] = bar.add_task(step, total=total)
-            bar.update(tasks[step], completed=done, total=total)
+                tasks[step] = bar.add_task(step, total=max(total, 1))
+            bar.update(tasks[step], completed=done, total=max(total, 1))
 
-        report = run_demo(demo_settings(base.home), requests=requests, seed=seed, progress=progress)
+        engine = tiny_llm(config.home) if llm else None
+        with engine if engine is not None else _no_llm() as loaded:
+            report = run_demo(config, requests=requests, seed=seed, progress=progress, llm=loaded)
     if as_json:
         print_json(report.to_json())
     else:
         _print(report)
 
 
+def _no_llm():  # type: ignore[no-untyped-def]
+    from contextlib import nullcontext
+
+    return nullcontext(None)
+
+
 def _print(report: DemoReport) -> None:
     data = report.to_json()
+    out_console.print(
+        table("chain (in-process EVM)", ["", ""], [[k, v] for k, v in data["chain"].items()])
+    )
+    out_console.print(
+        table(
+            "chain events indexed",
+            ["type", "count"],
+            list(map(list, data["chain_events_indexed"].items())),
+        )
+    )
+    live = [[k, v] for k, v in data["live_requests"].items()] + [["llm jobs", data["llm"]]]
+    out_console.print(table("live requests served by the worker", ["outcome", "count"], live))
+    out_console.print(
+        table(
+            "attribution (DataUsed units)",
+            ["contributor", "units"],
+            list(map(list, data["attribution_units"].items())),
+        )
+    )
     stored = [[name, count] for name, count in data["stored_by_type"].items()]
     out_console.print(table(f"stored: {data['stored']} events", ["type", "count"], stored))
     rejected = [[reason, count] for reason, count in data["rejected_by_reason"].items()]
-    out_console.print(table(f"rejected: {sum(report.dead_letters.values())} to the dead-letter topic", ["reason", "count"], rejected))
-    out_console.print(f"{data['produced']} messages produced, {data['ingest'].get('duplicate', 0)} duplicates dropped, in {data['seconds']} s")
+    out_console.print(
+        table(
+            f"rejected to the dead-letter topic: {sum(report.dead_letters.values())}",
+            ["reason", "count"],
+            rejected,
+        )
+    )
+    out_console.print(
+        f"{data['produced']} synthetic messages,"
+        f" {data['ingest'].get('duplicate', 0)} duplicates dropped; {data['seconds']} s in all"
+    )

@@ -6,7 +6,8 @@ from uuid import UUID
 
 import typer
 
-from indexer.ingest.dlq import read_dead_letters, replay
+from indexer.ingest.dlq import read_dead_letters
+from indexer.ingest.dlq import replay as send_back
 from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
 from masa.errors import ConfigurationError
 from masa.wiring import ensure_topics, open_bus, open_store
@@ -75,7 +76,7 @@ def replay(
             and (force or letter.id not in replayed)
         ]
         if not dry_run:
-            replay(bus, store, chosen)
+            send_back(bus, store, chosen)
     finally:
         store.close()
     if as_json:

@@ -73,7 +73,7 @@ def _message(number: int, line: str, account: Any) -> SignedMessage:
     except orjson.JSONDecodeError as exc:
         raise ConfigurationError(f"line {number}: not JSON ({exc})") from exc
     if not isinstance(data, dict) or "type" not in data:
-        raise ConfigurationError(f"line {number}: expected an object with a \"type\"")
+        raise ConfigurationError(f'line {number}: expected an object with a "type"')
     if "signature" in data:
         return _presigned(number, data)
     if account is None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from collections import Counter
 
 import typer
 from rich.live import Live
 
-from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.cli.common import (
+    JsonOption,
+    StopFlag,
+    err_console,
+    out_console,
+    print_json,
+    settings,
+    table,
+)
 from masa.wiring import ensure_topics, ingest_config, open_bus, open_store
 
 app = typer.Typer()
@@ -37,7 +44,7 @@ def ingest(
     ensure_topics(bus, config)
     store = open_store(config)
     ingestor = Ingestor(bus, store, ingest_config(config))
-    stop = _StopFlag()
+    stop = StopFlag()
     last_activity = time.monotonic()
     started = time.monotonic()
 
@@ -52,7 +59,11 @@ def ingest(
         if live is not None:
             live.update(_status(ingestor.stats, time.monotonic() - started))
 
-    live = Live(console=err_console, transient=True) if err_console.is_terminal and not as_json else None
+    live = (
+        Live(console=err_console, transient=True)
+        if err_console.is_terminal and not as_json
+        else None
+    )
     try:
         if live is not None:
             live.start()
@@ -72,13 +83,3 @@ def _status(stats: Counter[str], elapsed: float):  # type: ignore[no-untyped-def
     rate = stats["stored"] / elapsed if elapsed > 0 else 0.0
     rows = [[name, count] for name, count in sorted(stats.items())]
     return table(f"ingest: {stats['stored']} stored ({rate:,.0f}/s)", ["outcome", "count"], rows)
-
-
-class _StopFlag:
-    def __init__(self) -> None:
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._request)
-        signal.signal(signal.SIGINT, self._request)
-
-    def _request(self, *_: object) -> None:
-        self.requested = True

@@ -16,7 +16,9 @@ app = typer.Typer(help="Create and inspect producer keys.", no_args_is_help=True
 @app.command("new")
 def new(
     ctx: typer.Context,
-    out: Path | None = typer.Option(None, "--out", help="Where to write (default: the worker key)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write (default: the worker key)."
+    ),
     password_env: str = typer.Option(
         DEFAULT_PASSWORD_ENV, "--password-env", help="Variable holding the new password."
     ),
