@@ -1,42 +1,75 @@
 """``masa demo``: the whole pipeline on embedded defaults, in one process, with no services.
 
-Each step is a function of the previous steps' results, so the demo reads as the data flow
-of DESIGN §1: producers → bus → ingest → store.
+The steps follow the data flow of DESIGN §1:
+
+1. chain: deploy the contracts on an in-process EVM; workers and oracles stake; oracles
+   prepay fees;
+2. index: the chain indexer turns those logs into signed events on the (embedded) bus;
+3. live work: contributors register the sources of a local website, an oracle submits data
+   jobs (and LLM jobs when vLLM is installed), ingest accepts them, a worker serves them
+   with scrapy (and vLLM), ingest stores the results and the data use;
+4. volume: a few hundred more signed events of every type from a synthetic network, with
+   malformed ones among them, ingested like the rest;
+5. report: what was stored, what was rejected and why, who earned attribution.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+
+from contracts.client import MasaClient, Role
+from contracts.deploy import WEI_PER_TOKEN, Deployment, DeployParams, deploy_all
 from indexer.bus.base import Bus
+from indexer.events import SignedMessage, make_event
 from indexer.ingest.dlq import read_dead_letters
 from indexer.ingest.runner import Ingestor
 from indexer.store.base import EventStore
+from masa.demo_site import DemoSite
 from masa.settings import Settings
-from masa.synthetic import Participants, Probe, Scenario
-from masa.wiring import ensure_topics, ingest_config, open_bus, open_store
+from masa.synthetic import Participants, Scenario
+from masa.wiring import ensure_topics, ingest_config, open_bus, open_store, open_web3, run_indexer
+from workers.node import Worker, chain_stake_check
 
 Progress = Callable[[str, int, int], None]
+STAKE = 1_000 * WEI_PER_TOKEN
+FEES = 50 * WEI_PER_TOKEN
 
 
 @dataclass
 class DemoReport:
+    chain: dict[str, Any] = field(default_factory=dict)
+    indexed: Counter[str] = field(default_factory=Counter)
+    live: Counter[str] = field(default_factory=Counter)
+    attribution: dict[str, int] = field(default_factory=dict)
     produced: int = 0
-    probes: list[Probe] = field(default_factory=list)
     ingest: Counter[str] = field(default_factory=Counter)
     stored_by_type: dict[str, int] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    llm: str = "off"
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "chain": self.chain,
+            "chain_events_indexed": dict(sorted(self.indexed.items())),
+            "live_requests": dict(sorted(self.live.items())),
+            "attribution_units": self.attribution,
+            "llm": self.llm,
             "produced": self.produced,
             "stored_by_type": self.stored_by_type,
             "stored": sum(self.stored_by_type.values()),
@@ -51,67 +84,276 @@ def demo_settings(home: Path) -> Settings:
     root = home / "demo"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    return Settings(home=root, ingest={"hold_timeout_s": 5})
-
-
-def run_demo(settings: Settings, *, requests: int, seed: int, progress: Progress) -> DemoReport:
-    started = time.monotonic()
-    report = DemoReport()
-    people = Participants.from_seed(seed)
-    settings = settings.model_copy(
-        update={"ingest": settings.ingest.model_copy(update={"trusted_indexers": [people.indexer.address.lower()]})}
+    return Settings(
+        home=root,
+        ingest={"hold_timeout_s": 5},
+        chain={"rpc_url": "inprocess", "finality_depth": 2, "poll_interval_s": 0.1},
+        worker={
+            "download_delay_s": 0.05,
+            "job_timeout_s": 60,
+            "heartbeat_interval_s": 1,
+            "shutdown_grace_s": 5,
+        },
     )
+
+
+def run_demo(
+    settings: Settings, *, requests: int, seed: int, progress: Progress, llm: Any | None = None
+) -> DemoReport:
+    """``llm`` is a started ``VllmEngine`` serving ``tiny-llama``, or None for data jobs only."""
+    started = time.monotonic()
+    report = DemoReport(llm="on" if llm else "off")
+    people = Participants.from_seed(seed)
+    settings = _trusting(settings, people.indexer)
     bus = open_bus(settings)
     ensure_topics(bus, settings)
     store = open_store(settings)
     try:
-        scenario = Scenario(people, seed=seed, start=datetime.now(UTC) - timedelta(minutes=5))
-        report.produced, report.probes = _produce(bus, settings, scenario, requests, progress)
-        report.ingest = _ingest(bus, store, settings, report.produced, progress)
+        w3 = open_web3(settings)
+        worker = live_worker(seed)
+        deployment = _stake_on_chain(w3, people, worker, report)
+        progress("deploy and stake on the in-process EVM", 1, 1)
+        report.indexed = _index(w3, deployment, bus, settings, people.indexer)
+        progress("index the chain", 1, 1)
+        report.live, report.attribution = _live_work(
+            w3, deployment, bus, store, settings, people, worker, llm, progress
+        )
+        report.produced = _volume(bus, settings, people, seed, requests, progress)
+        report.ingest = _ingest(bus, store, settings, "ingest the volume", progress)
         report.stored_by_type = store.count_events()
-        report.dead_letters = _dead_letters(bus, settings)
+        report.dead_letters = Counter(
+            d.reason for d in read_dead_letters(bus, settings.bus.dlq_topic)
+        )
     finally:
         store.close()
     report.seconds = time.monotonic() - started
     return report
 
 
-def _produce(
-    bus: Bus, settings: Settings, scenario: Scenario, requests: int, progress: Progress
-) -> tuple[int, list[Probe]]:
-    messages = [*scenario.stakes(), *scenario.sources()]
-    messages += list(scenario.traffic(requests, heartbeats_per_worker=max(1, requests // 10)))
-    probes = scenario.probes()
+def _trusting(settings: Settings, indexer: LocalAccount) -> Settings:
+    ingest = settings.ingest.model_copy(update={"trusted_indexers": [indexer.address.lower()]})
+    return settings.model_copy(update={"ingest": ingest})
+
+
+# --- 1. chain -------------------------------------------------------------------------------
+
+
+def live_worker(seed: int) -> LocalAccount:
+    """The worker that serves real jobs; the synthetic network's workers only sign events."""
+    return Account.from_key(keccak(f"masa-demo-live-worker:{seed}".encode()))
+
+
+def _stake_on_chain(
+    w3: Web3, people: Participants, worker: LocalAccount, report: DemoReport
+) -> Deployment:
+    admin = _funded_admin(w3)
+    params = DeployParams(
+        cooldown_s=3600, min_worker_stake=STAKE // 10, min_oracle_stake=STAKE // 10
+    )
+    deployment = deploy_all(w3, admin, params)
+    minter = MasaClient(w3, deployment, admin)
+    workers = [*people.workers, worker]
+    for account, role in [
+        *((w, Role.WORKER) for w in workers),
+        *((o, Role.ORACLE) for o in people.oracles),
+    ]:
+        w3.eth.send_transaction({"from": admin.address, "to": account.address, "value": 10**18})
+        minter.mint(account.address, STAKE + FEES)
+        node = MasaClient(w3, deployment, account)
+        node.stake(role, STAKE)
+        if role is Role.ORACLE:
+            node.deposit_fees(FEES)
+    report.chain = {
+        "chain_id": deployment.chain_id,
+        **{name: c.address for name, c in deployment.contracts().items()},
+        "staked_workers": len(workers),
+        "staked_oracles": len(people.oracles),
+        "head": w3.eth.block_number,
+    }
+    return deployment
+
+
+def _funded_admin(w3: Web3) -> LocalAccount:
+    provider: Any = w3.provider
+    key = provider.ethereum_tester.backend.account_keys[0]
+    return Account.from_key(key.to_bytes())
+
+
+# --- 2. index -------------------------------------------------------------------------------
+
+
+def _index(
+    w3: Web3, deployment: Deployment, bus: Bus, settings: Settings, indexer: LocalAccount
+) -> Counter[str]:
+    before = _chain_types(bus, settings)
+    run_indexer(w3, deployment, bus, settings, indexer, until_head=True)
+    return _chain_types(bus, settings) - before
+
+
+def _chain_types(bus: Bus, settings: Settings) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for record in bus.read_all(settings.bus.events_topic):
+        data = orjson.loads(record.value)
+        if "log" in data.get("payload", {}):
+            counts[data["type"]] += 1
+    return counts
+
+
+# --- 3. live work ---------------------------------------------------------------------------
+
+
+def _live_work(
+    w3: Web3,
+    deployment: Deployment,
+    bus: Bus,
+    store: EventStore,
+    settings: Settings,
+    people: Participants,
+    account: LocalAccount,
+    llm: Any | None,
+    progress: Progress,
+) -> tuple[Counter[str], dict[str, int]]:
+    with DemoSite() as site:
+        messages = _live_requests(site.url, people, llm is not None)
+        _send(bus, settings, messages)
+        _ingest(bus, store, settings, "ingest the requests", progress)
+        worker = Worker(bus, settings, account, chain_stake_check(MasaClient(w3, deployment)), llm)
+        jobs = sum(1 for m in messages if b'"RequestSubmitted"' in m.value)
+        deadline = time.monotonic() + 300
+        worker.run(lambda: _finished(worker) >= jobs or time.monotonic() > deadline)
+        progress(
+            "serve the requests (scrapy" + (", vLLM)" if llm else ")"), _finished(worker), jobs
+        )
+        assert "/private/notes.html" not in site.requested, "robots.txt was not obeyed"
+    _ingest(bus, store, settings, "ingest the results", progress)
+    live = Counter(
+        {k: v for k, v in worker.stats.items() if k == "completed" or k.startswith("failed")}
+    )
+    return live, _attribution(store)
+
+
+def _finished(worker: Worker) -> int:
+    return sum(v for k, v in worker.stats.items() if k == "completed" or k.startswith("failed"))
+
+
+def _live_requests(site: str, people: Participants, with_llm: bool) -> list[SignedMessage]:
+    science, markets = people.contributors[0], people.contributors[1]
+    messages = [
+        make_event(
+            science,
+            "DataSourceRegistered",
+            {"source": f"{site}/science/", "contributor": science.address},
+        ),
+        make_event(
+            markets,
+            "DataSourceRegistered",
+            {"source": f"{site}/markets/", "contributor": markets.address},
+        ),
+    ]
+    spec = {
+        "start_urls": [f"{site}/index.html"],
+        "max_depth": 1,
+        "item_limit": 20,
+        "follow": {"css": "a"},
+        "fields": {"headline": {"css": "h1::text"}, "lede": {"css": "p.lede::text"}},
+    }
+    oracle = people.oracles[0]
+    for _ in range(3):
+        messages.append(_request(oracle, "data", spec))
+    messages.append(_request(oracle, "data", {**spec, "start_urls": ["http://127.0.0.1:9/"]}))
+    if with_llm:
+        refs = [f"{site}/science/1.html", f"{site}/markets/2.html"]
+        llm_spec = {
+            "model": "tiny-llama",
+            "prompt": "Summarise the news.",
+            "max_tokens": 16,
+            "seed": 1,
+            "data_refs": refs,
+        }
+        messages += [_request(oracle, "llm", llm_spec) for _ in range(2)]
+    return messages
+
+
+def _request(oracle: LocalAccount, kind: str, spec: dict[str, Any]) -> SignedMessage:
+    payload = {"request_id": str(uuid.uuid4()), "kind": kind, "spec": spec, "fee": str(10**16)}
+    return make_event(oracle, "RequestSubmitted", payload)
+
+
+def _attribution(store: EventStore) -> dict[str, int]:
+    units: Counter[str] = Counter()
+    start = 1
+    while batch := store.select_notifications(start, 1000, topics=["DataUsed.v1"]):
+        for n in batch:
+            for use in orjson.loads(n.state)["envelope"]["payload"]["uses"]:
+                units[use["contributor"]] += use["units"]
+        start = batch[-1].id + 1
+    return dict(units)
+
+
+# --- 4. volume ------------------------------------------------------------------------------
+
+
+def _volume(
+    bus: Bus, settings: Settings, people: Participants, seed: int, requests: int, progress: Progress
+) -> int:
+    scenario = Scenario(people, seed=seed, start=datetime.now(UTC) - timedelta(minutes=5))
+    messages: list[Any] = [
+        *scenario.sources(),
+        *scenario.traffic(requests, heartbeats_per_worker=max(1, requests // 10)),
+    ]
+    messages += scenario.probes()
+    _send(bus, settings, messages, progress)
+    return len(messages)
+
+
+def _send(
+    bus: Bus, settings: Settings, messages: list[Any], progress: Progress | None = None
+) -> None:
     producer = bus.producer()
-    total = len(messages) + len(probes)
     try:
-        for done, message in enumerate(messages, 1):
-            producer.send(settings.bus.events_topic, message.key.encode(), message.value)
-            if done % 100 == 0:
-                progress("produce signed events", done, total)
-        for probe in probes:
-            producer.send(settings.bus.events_topic, probe.key, probe.value)
+        for done, m in enumerate(messages, 1):
+            key = m.key.encode() if isinstance(m.key, str) else m.key
+            producer.send(settings.bus.events_topic, key, m.value)
+            if progress and done % 100 == 0:
+                progress("produce signed events", done, len(messages))
         producer.flush()
     finally:
         producer.close()
-    progress("produce signed events", total, total)
-    return total, probes
+    if progress:
+        progress("produce signed events", len(messages), len(messages))
 
 
-def _ingest(bus: Bus, store: EventStore, settings: Settings, total: int, progress: Progress) -> Counter[str]:
+# --- ingest ---------------------------------------------------------------------------------
+
+
+def _ingest(
+    bus: Bus, store: EventStore, settings: Settings, step: str, progress: Progress
+) -> Counter[str]:
     ingestor = Ingestor(bus, store, ingest_config(settings))
     idle_since = time.monotonic()
 
-    def on_batch(stats: Counter[str]) -> None:
+    def on_batch(_: Counter[str]) -> None:
         nonlocal idle_since
         idle_since = time.monotonic()
-        handled = sum(v for k, v in ingestor.stats.items() if k in ("stored", "duplicate") or k.startswith("rejected:"))
-        progress("ingest", min(handled, total), total)
+        progress(step, ingestor.stats["stored"], ingestor.stats["stored"])
 
     ingestor.run(lambda: time.monotonic() - idle_since > 1.5, on_batch)
-    progress("ingest", total, total)
+    progress(step, ingestor.stats["stored"], ingestor.stats["stored"])
     return ingestor.stats
 
 
-def _dead_letters(bus: Bus, settings: Settings) -> Counter[str]:
-    return Counter(letter.reason for letter in read_dead_letters(bus, settings.bus.dlq_topic))
+@contextmanager
+def tiny_llm(home: Path) -> Iterator[Any | None]:
+    """A vLLM engine on a tiny model built here, when the vLLM venv is installed."""
+    from workers.llm import VllmEngine, build_tiny_model, default_vllm_python, vllm_installed
+
+    python = default_vllm_python()
+    if not vllm_installed(python):
+        with nullcontext(None) as none:
+            yield none
+        return
+    model = build_tiny_model(python, home / "models" / "tiny-llama")
+    with VllmEngine(
+        python, model, served_model="tiny-llama", max_model_len=128, log_path=home / "vllm.log"
+    ) as engine:
+        yield engine
