@@ -61,22 +61,34 @@ def generate(count: int, seed: int = 1) -> tuple[Participants, list[SignedMessag
     return people, messages[:count]
 
 
-def settings_for(pg: PostgresServer, db: str, kafka: KafkaBroker, people: Participants, run: str, batch: int) -> Settings:
+def settings_for(
+    pg: PostgresServer, db: str, kafka: KafkaBroker, people: Participants, run: str, batch: int
+) -> Settings:
     info = pg.database(db)
     return Settings(
         home=Path(tempfile.mkdtemp(prefix="masa-bench-")),
         store={
-            "backend": "postgres", "postgres_host": info.host, "postgres_port": info.port,
-            "postgres_user": info.user, "postgres_password": info.password, "postgres_dbname": db,
+            "backend": "postgres",
+            "postgres_host": info.host,
+            "postgres_port": info.port,
+            "postgres_user": info.user,
+            "postgres_password": info.password,
+            "postgres_dbname": db,
         },
         bus={
-            "backend": "kafka", "bootstrap_servers": kafka.bootstrap_servers, "partitions": 6,
-            "events_topic": f"{run}.events", "requests_topic": f"{run}.requests", "dlq_topic": f"{run}.dlq",
+            "backend": "kafka",
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "partitions": 6,
+            "events_topic": f"{run}.events",
+            "requests_topic": f"{run}.requests",
+            "dlq_topic": f"{run}.dlq",
         },
         ingest={
-            "consumer_name": f"{run}-ingest", "batch_max_events": batch,
+            "consumer_name": f"{run}-ingest",
+            "batch_max_events": batch,
             "trusted_indexers": [people.indexer.address.lower()],
-            "max_clock_skew_s": 86400, "poll_timeout_s": 0.5,
+            "max_clock_skew_s": 86400,
+            "poll_timeout_s": 0.5,
         },
     )
 
@@ -89,7 +101,9 @@ def stored_rows(messages: list[SignedMessage]) -> list[StoredEvent]:
     for m in messages:
         event = decode_message(m.value, m.key.encode(), now=now, max_clock_skew=timedelta(days=1))
         versions[event.key] = versions.get(event.key, 0) + 1
-        rows.append(StoredEvent(event.stream_id, versions[event.key], f"{event.envelope.type}.v1", m.value))
+        rows.append(
+            StoredEvent(event.stream_id, versions[event.key], f"{event.envelope.type}.v1", m.value)
+        )
     return rows
 
 
@@ -97,14 +111,19 @@ def bench_raw_copy(dsn: str, rows: list[StoredEvent], batch: int) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE raw_copy (originator_id uuid, originator_version bigint, topic text,"
-            " state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+            " state bytea, notification_id bigserial,"
+            " PRIMARY KEY (originator_id, originator_version))"
         )
         conn.execute("CREATE UNIQUE INDEX ON raw_copy (notification_id)")
         started = time.perf_counter()
         for i in range(0, len(rows), batch):
-            with conn.transaction(), conn.cursor().copy(
-                "COPY raw_copy (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
+            with (
+                conn.transaction(),
+                conn.cursor().copy(
+                    "COPY raw_copy (originator_id, originator_version, topic, state)"
+                    " FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(["uuid", "int8", "text", "bytea"])
                 for r in rows[i : i + batch]:
                     copy.write_row((r.originator_id, r.originator_version, r.topic, r.state))
@@ -128,8 +147,13 @@ def bench_store_path(settings: Settings, messages: list[SignedMessage], batch: i
     store = open_store(settings)
     config = ingest_config(settings)
     now = datetime.now(UTC)
-    records = [Record("bench", i % 6, i // 6, m.key.encode(), m.value, 0) for i, m in enumerate(messages)]
-    decoded = [(r, decode_message(r.value, r.key, now=now, max_clock_skew=timedelta(days=1))) for r in records]
+    records = [
+        Record("bench", i % 6, i // 6, m.key.encode(), m.value, 0) for i, m in enumerate(messages)
+    ]
+    decoded = [
+        (r, decode_message(r.value, r.key, now=now, max_clock_skew=timedelta(days=1)))
+        for r in records
+    ]
     producers = {e.envelope.producer for _, e in decoded}
     writes = []
     streams: dict[Any, Any] = {}
@@ -137,8 +161,13 @@ def bench_store_path(settings: Settings, messages: list[SignedMessage], batch: i
         chunk = decoded[i : i + batch]
         nodes = {p: streams[stream_id(p)] for p in producers if stream_id(p) in streams}
         ctx = BatchContext(
-            consumer="bench", topics=config.topics, policy=config.policy, now=now,
-            max_clock_skew=config.max_clock_skew, streams=dict(streams), nodes=nodes,
+            consumer="bench",
+            topics=config.topics,
+            policy=config.policy,
+            now=now,
+            max_clock_skew=config.max_clock_skew,
+            streams=dict(streams),
+            nodes=nodes,
             known_ids=set(),
         )
         builder = BatchBuilder(ctx)
@@ -170,24 +199,44 @@ def produce(settings: Settings, messages: list[SignedMessage]) -> None:
     producer.close()
 
 
-def bench_ingest(settings: Settings, total: int, processes: int) -> float:
-    """Wall time from starting N ingest processes to the last event stored."""
+def bench_ingest(settings: Settings, total: int, processes: int) -> tuple[float, float]:
+    """N `masa ingest` processes in one group: (events/s from the first stored batch to the
+    last event, seconds from start to the first batch: process start and group join)."""
     env = {**os.environ, **flatten(settings)}
-    cmd = [str(Path(sys.executable).parent / "masa"), "ingest", "--until-idle", "3", "--json"]
+    cmd = [str(Path(sys.executable).parent / "masa"), "ingest", "--until-idle", "3"]
     started = time.perf_counter()
-    children = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(processes)]
-    store = open_store(settings)
-    try:
-        while sum(store.count_events().values()) < total:
-            if all(c.poll() is not None for c in children):
-                raise RuntimeError(children[0].stderr.read().decode()[-2000:])  # type: ignore[union-attr]
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-    finally:
-        store.close()
-    for child in children:
-        child.wait(timeout=60)
-    return total / elapsed
+    with tempfile.TemporaryFile() as log:
+        children = [
+            subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+            for _ in range(processes)
+        ]
+        store = open_store(settings)
+        try:
+            first_at, first = _first_batch(store, children, log)
+            while (stored := store.max_notification_id() or 0) < total:
+                _check_alive(children, log)
+                time.sleep(0.02)
+            steady = (stored - first) / (time.perf_counter() - first_at)
+        finally:
+            store.close()
+        for child in children:
+            child.wait(timeout=60)
+    return steady, first_at - started
+
+
+def _first_batch(
+    store: Any, children: list[subprocess.Popen[bytes]], log: Any
+) -> tuple[float, int]:
+    while not (stored := store.max_notification_id() or 0):
+        _check_alive(children, log)
+        time.sleep(0.02)
+    return time.perf_counter(), stored
+
+
+def _check_alive(children: list[subprocess.Popen[bytes]], log: Any) -> None:
+    if all(c.poll() is not None for c in children):
+        log.seek(0)
+        raise RuntimeError(log.read().decode()[-2000:])
 
 
 def flatten(settings: Settings) -> dict[str, str]:
@@ -195,7 +244,9 @@ def flatten(settings: Settings) -> dict[str, str]:
     for section in ("store", "bus", "ingest"):
         for name, value in getattr(settings, section).model_dump(mode="json").items():
             if value is not None:
-                env[f"MASA_{section.upper()}__{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+                env[f"MASA_{section.upper()}__{name.upper()}"] = (
+                    value if isinstance(value, str) else json.dumps(value)
+                )
     return env
 
 
@@ -211,6 +262,7 @@ def main() -> None:
     people, messages = generate(args.events)
     rows = stored_rows(messages)
     results: dict[str, float] = {}
+    startups: dict[int, float] = {}
     with PostgresServer(fsync=True) as pg, KafkaBroker() as kafka:
         run = f"bench-{uuid.uuid4().hex[:6]}"
         pg.create_database("raw")
@@ -218,28 +270,43 @@ def main() -> None:
         pg.create_database("es")
         results["eventsourcing recorder"] = bench_eventsourcing(pg.database("es"), rows, args.batch)
         pg.create_database("store")
-        results["our store path"] = bench_store_path(settings_for(pg, "store", kafka, people, run + "s", args.batch), messages, args.batch)
+        results["our store path"] = bench_store_path(
+            settings_for(pg, "store", kafka, people, run + "s", args.batch), messages, args.batch
+        )
         results["decode + verify (CPU only)"] = bench_decode(messages)
         for n in args.processes:
             db = f"ingest{n}"
             pg.create_database(db)
             settings = settings_for(pg, db, kafka, people, f"{run}-{n}", args.batch)
             produce(settings, messages)
-            results[f"ingest Kafka→PostgreSQL, {n} process{'es' if n > 1 else ''}"] = bench_ingest(settings, len(messages), n)
-    report(results, args)
+            rate, startup = bench_ingest(settings, len(messages), n)
+            results[f"ingest Kafka→PostgreSQL, {n} process{'es' if n > 1 else ''}"] = rate
+            startups[n] = startup
+    report(results, startups, args)
 
 
-def report(results: dict[str, float], args: argparse.Namespace) -> None:
+def report(results: dict[str, float], startups: dict[int, float], args: argparse.Namespace) -> None:
     limit = results["raw COPY (the limit)"]
     print(f"\n{'path':44} {'events/s':>10} {'of COPY':>8}")
     for name, rate in results.items():
         print(f"{name:44} {rate:10,.0f} {rate / limit:8.0%}")
+    for n, seconds in startups.items():
+        print(f"(ingest with {n} process(es): {seconds:.1f} s from start to its first batch)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "events": args.events, "batch": args.batch, "cpus": os.cpu_count(),
-        "python": platform.python_version(), "when": datetime.now(UTC).isoformat(),
-        "events_per_second": results,
-    }, indent=2))
+    args.output.write_text(
+        json.dumps(
+            {
+                "events": args.events,
+                "batch": args.batch,
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "when": datetime.now(UTC).isoformat(),
+                "events_per_second": results,
+                "startup_seconds_by_processes": startups,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {args.output}")
 
 

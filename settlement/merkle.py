@@ -86,9 +86,7 @@ class StandardMerkleTree:
                 raise MerkleTreeError(f"Malformed value entry: {entry!r}")
             values.append(_normalize_leaf(tuple(encoding), entry.get("value")))
             tree_indices.append(entry["treeIndex"])
-        tree = cls(
-            tuple(encoding), tuple(map(_node, nodes)), tuple(values), tuple(tree_indices)
-        )
+        tree = cls(tuple(encoding), tuple(map(_node, nodes)), tuple(values), tuple(tree_indices))
         tree.validate()
         return tree
 

@@ -7,18 +7,10 @@ Without the anvil binary the anvil half skips, unless ``MASA_REQUIRE_SERVICES=1`
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-
-with warnings.catch_warnings():
-    # web3 7 imports websockets.legacy, deprecated since websockets 14; the suite turns
-    # warnings into errors, and a module is imported only once.
-    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
-    import web3  # noqa: F401
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 
@@ -26,7 +18,7 @@ from contracts.client import MasaClient
 from contracts.deploy import Deployment, DeployParams, deploy_all
 from tests.support.anvil import AnvilNode
 from tests.support.chains import EvmChain
-from tests.support.services import ServiceUnavailable
+from tests.support.fixtures import start_anvil
 
 COOLDOWN_S = 24 * 3600
 MIN_WORKER = 100
@@ -38,35 +30,10 @@ ADMIN, SLASHER, POSTER, TREASURY = 0, 1, 2, 3
 USERS = range(4, 10)
 
 
-def services_required() -> bool:
-    return os.environ.get("MASA_REQUIRE_SERVICES", "").strip().lower() in {"1", "true", "yes"}
-
-
-def _start_anvil(**options: object) -> AnvilNode:
-    node = AnvilNode(**options)  # type: ignore[arg-type]
-    try:
-        node.start()
-    except ServiceUnavailable as error:
-        if services_required():
-            pytest.fail(f"required service unavailable: {error}", pytrace=False)
-        pytest.skip(str(error))
-    return node
-
-
-@pytest.fixture(scope="session")
-def anvil_node() -> Iterator[AnvilNode]:
-    """One auto-mining anvil for the session."""
-    node = _start_anvil()
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
 @pytest.fixture
 def manual_anvil() -> Iterator[AnvilNode]:
     """An anvil of this test's own that mines only on ``evm_mine``."""
-    node = _start_anvil(auto_mine=False)
+    node = start_anvil(auto_mine=False)
     try:
         yield node
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from contracts import CONTRACT_NAMES, load_artifact
-from tests.contracts.conftest import services_required
+from tests.support.fixtures import require
 
 REPO = Path(__file__).resolve().parents[2]
 SOLC = REPO / "node_modules" / "solc" / "package.json"
@@ -17,9 +17,7 @@ SOLC = REPO / "node_modules" / "solc" / "package.json"
 
 def run_build(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("node") is None or not SOLC.exists():
-        if services_required():
-            pytest.fail("node or the npm solc package is missing", pytrace=False)
-        pytest.skip("node or the npm solc package is missing; run npm ci")
+        require("node or the npm solc package is missing; run scripts/provision")
     build = root / "contracts" / "build.mjs"
     return subprocess.run(
         ["node", str(build), *args], capture_output=True, text=True, timeout=120, check=False

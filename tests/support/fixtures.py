@@ -17,10 +17,11 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
+from tests.support.anvil import AnvilNode
 from tests.support.services import (
     KafkaBroker,
     PgDatabase,
@@ -32,6 +33,7 @@ _counter = itertools.count(1)
 _MARKERS = {
     "postgres": {"postgres_server", "pg_database"},
     "kafka": {"kafka_broker", "kafka_topics", "fresh_kafka_broker"},
+    "anvil": {"anvil_node", "fresh_anvil"},
 }
 
 
@@ -154,3 +156,33 @@ def kafka_topics(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> K
     slug = _slug(request.node.nodeid, 60, sep="-")
     prefix = f"t{next(_counter)}-{slug}-{uuid.uuid4().hex[:6]}"
     return KafkaTopics(kafka_broker, prefix)
+
+
+def start_anvil(**options: Any) -> AnvilNode:
+    """A started anvil (see AnvilNode for options), or a skip/fail when it cannot run."""
+    node = AnvilNode(**options)
+    try:
+        node.start()
+    except ServiceUnavailable as error:
+        _unavailable(error)
+    return node
+
+
+@pytest.fixture(scope="session")
+def anvil_node() -> Iterator[AnvilNode]:
+    """One auto-mining anvil for the session (tests snapshot/revert or use fresh addresses)."""
+    node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def fresh_anvil() -> Iterator[AnvilNode]:
+    """An anvil of this test's own, for tests that reorg or reset the chain."""
+    node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()

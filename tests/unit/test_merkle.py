@@ -12,7 +12,6 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.fixtures import require
 from settlement.merkle import (
     REWARD_LEAF_ENCODING,
     MerkleTreeError,
@@ -20,6 +19,7 @@ from settlement.merkle import (
     rewards_tree,
     verify_proof,
 )
+from tests.support.fixtures import require
 
 ROOT = Path(__file__).resolve().parents[2]
 OZ_SCRIPT = ROOT / "tests" / "support" / "oz_merkle.mjs"
@@ -217,8 +217,10 @@ def _set_tree_index(dump: dict[str, Any], index: int) -> None:
         (lambda d: d["tree"].append(d["tree"][0]), "Merkle tree is invalid"),
         (lambda d: d["tree"].__setitem__(1, "0x" + "00" * 32), "Merkle tree is invalid"),
         (lambda d: d["tree"].__setitem__(0, "0x12"), "32-byte"),
-        (lambda d: d["values"][0].__setitem__("value", [d["values"][0]["value"][0], "9"]),
-         "does not contain the expected value"),
+        (
+            lambda d: d["values"][0].__setitem__("value", [d["values"][0]["value"][0], "9"]),
+            "does not contain the expected value",
+        ),
         (lambda d: d["values"].pop(), "one value per leaf"),
         (lambda d: _set_tree_index(d, d["values"][1]["treeIndex"]), "one value per leaf"),
         (lambda d: _set_tree_index(d, 0), "not a leaf"),
@@ -254,8 +256,13 @@ def oz_tree() -> Callable[[list[Any], list[str]], dict[str, Any]]:
     def run(values: list[Any], encoding: list[str]) -> dict[str, Any]:
         payload = json.dumps({"values": values, "leafEncoding": encoding})
         done = subprocess.run(
-            [node, str(OZ_SCRIPT)], input=payload, capture_output=True, text=True,
-            cwd=ROOT, timeout=120, check=True,
+            [node, str(OZ_SCRIPT)],
+            input=payload,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=True,
         )
         return json.loads(done.stdout)
 
