@@ -59,15 +59,7 @@ def fill(node: AnvilNode, logs: int, per_tx: int, spread: int) -> Deployment:
     first = w3.eth.block_number - 1
     nonce = w3.eth.get_transaction_count(sender.address)
     for i in range(logs // per_tx):
-        tx = {
-            "to": (staking, distributor)[i % 2],
-            "data": logspam.calldata(per_tx),
-            "gas": per_tx * logspam.GAS_PER_LOG + 50_000,
-            "nonce": nonce + i,
-            "gasPrice": w3.eth.gas_price,
-            "chainId": node.chain_id,
-        }
-        w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        logspam.send_spam(w3, sender, (staking, distributor)[i % 2], per_tx, nonce + i)
         node.rpc("anvil_mine", hex(spread))
     node.rpc("anvil_mine", hex(100))  # past anvil's finalized tag (64 blocks)
     contract = DeployedContract(Web3.to_checksum_address(staking), first, "0x")

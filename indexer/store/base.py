@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, ProcessRecorder, StoredEvent, Tracking
@@ -48,6 +49,13 @@ class HeldRecord:
     @property
     def position(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
+
+    def row(self) -> tuple[Any, ...]:
+        """The ``ingest_holds`` row, in column order (event id as a UUID)."""
+        return (
+            self.consumer, self.topic, self.partition, self.offset, self.event_id, self.producer,
+            self.awaiting, self.reason, self.detail, self.held_at_ms, self.key, self.value,
+        )  # fmt: skip
 
     @property
     def slot(self) -> HoldSlot:

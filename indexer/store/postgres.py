@@ -139,7 +139,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
                     "INSERT INTO {schema}.ingest_holds VALUES"
                     " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 ),
-                [_hold_row(h) for h in holds],
+                [h.row() for h in holds],
             )
 
     def _insert_outbox(self, curs: Cursor[DictRow], rows: list[OutboxRecord]) -> None:
@@ -247,20 +247,3 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
 
 def _bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
-
-
-def _hold_row(h: HeldRecord) -> tuple[Any, ...]:
-    return (
-        h.consumer,
-        h.topic,
-        h.partition,
-        h.offset,
-        h.event_id,
-        h.producer,
-        h.awaiting,
-        h.reason,
-        h.detail,
-        h.held_at_ms,
-        h.key,
-        h.value,
-    )

@@ -76,23 +76,7 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
         )
         c.executemany(
             "INSERT INTO ingest_holds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    h.consumer,
-                    h.topic,
-                    h.partition,
-                    h.offset,
-                    h.event_id.hex,
-                    h.producer,
-                    h.awaiting,
-                    h.reason,
-                    h.detail,
-                    h.held_at_ms,
-                    h.key,
-                    h.value,
-                )
-                for h in batch.holds.values()
-            ],
+            [_sqlite_row(h) for h in batch.holds.values()],
         )
         c.executemany(
             "INSERT INTO ingest_outbox VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
@@ -211,3 +195,9 @@ def open_sqlite(path: str) -> SQLiteEventStore:
     store = SQLiteEventStore(SQLiteDatastore(path, pool_size=2))
     store.create_table()
     return store
+
+
+def _sqlite_row(h: HeldRecord) -> tuple[Any, ...]:
+    """SQLite keeps UUIDs as hex text."""
+    row = h.row()
+    return (*row[:4], h.event_id.hex, *row[5:])

@@ -40,15 +40,7 @@ def spam_chain(node: AnvilNode, txs: int = TXS) -> tuple[Deployment, set[tuple[s
     staking, distributor = logspam.deploy(w3, sender), logspam.deploy(w3, sender)
     nonce = w3.eth.get_transaction_count(sender.address)
     for i in range(txs):
-        tx = {
-            "to": staking if i % 2 else distributor,
-            "data": logspam.calldata(LOGS_PER_TX),
-            "gas": LOGS_PER_TX * logspam.GAS_PER_LOG + 50_000,
-            "nonce": nonce + i,
-            "gasPrice": w3.eth.gas_price,
-            "chainId": node.chain_id,
-        }
-        w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        logspam.send_spam(w3, sender, staking if i % 2 else distributor, LOGS_PER_TX, nonce + i)
         node.rpc("anvil_mine", "0x1")
     logs = w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest", "address": [staking, distributor]})
     first = w3.eth.get_transaction_receipt(logs[0]["transactionHash"])["blockNumber"] - 3

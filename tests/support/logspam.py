@@ -55,3 +55,16 @@ def deploy(w3: Web3, account: LocalAccount) -> str:
 
 def calldata(count: int) -> bytes:
     return count.to_bytes(32, "big")
+
+
+def send_spam(w3: Web3, sender: LocalAccount, to: str, count: int, nonce: int) -> None:
+    """Broadcast one transaction that makes ``to`` (a deployed spammer) emit ``count`` logs."""
+    tx = {
+        "to": to,
+        "data": calldata(count),
+        "gas": count * GAS_PER_LOG + 50_000,
+        "nonce": nonce,
+        "gasPrice": w3.eth.gas_price,
+        "chainId": w3.eth.chain_id,
+    }
+    w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
