@@ -7,7 +7,7 @@ import json
 import time
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,16 @@ class Harness:
         producer.close()
         return count
 
-    def ingest(self, idle_s: float = 1.5, timeout_s: float = 120) -> Counter[str]:
-        """Run one ingestor until nothing arrives for ``idle_s``."""
+    def ingest(
+        self,
+        idle_s: float = 1.5,
+        timeout_s: float = 120,
+        until: Callable[[], bool] | None = None,
+    ) -> Counter[str]:
+        """Run one ingestor until nothing arrives for ``idle_s`` (and ``until()`` holds).
+
+        ``until`` keeps an ingestor from giving up while it waits for partitions: a Kafka
+        group with several members can take longer than ``idle_s`` to settle."""
         store = open_store(self.settings)
         ingestor = Ingestor(self.bus, store, ingest_config(self.settings))
         started = last = time.monotonic()
@@ -103,7 +111,10 @@ class Harness:
 
         try:
             ingestor.run(
-                lambda: time.monotonic() - last > idle_s or time.monotonic() - started > timeout_s,
+                lambda: (
+                    (time.monotonic() - last > idle_s and (until is None or until()))
+                    or time.monotonic() - started > timeout_s
+                ),
                 on_batch,
             )
         finally:

@@ -122,8 +122,13 @@ def test_two_ingestors_split_the_partitions_and_store_everything_once(harness):
     messages = [*s.stakes(), *s.sources(), *s.traffic(requests=60, heartbeats_per_worker=5)]
     harness.send(messages)
     results = []
+
+    def everything_stored() -> bool:
+        return harness.stored_count() >= len(messages)
+
     threads = [
-        threading.Thread(target=lambda: results.append(harness.ingest(idle_s=3))) for _ in range(2)
+        threading.Thread(target=lambda: results.append(harness.ingest(until=everything_stored)))
+        for _ in range(2)
     ]
     for t in threads:
         t.start()
