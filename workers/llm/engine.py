@@ -99,8 +99,10 @@ class _ServerProcess:
             env=env,
             start_new_session=True,
         )
+        self._reap_lock = threading.RLock()
         self._reader = threading.Thread(target=self._read, name="vllm-engine-reader", daemon=True)
         self._reader.start()
+        threading.Thread(target=self._watch, name="vllm-engine-watch", daemon=True).start()
 
     def submit(self, request: dict[str, Any]) -> Future[dict[str, Any]]:
         future: Future[dict[str, Any]] = Future()
@@ -130,6 +132,18 @@ class _ServerProcess:
                 except (ValueError, KeyError, TypeError):
                     break
         self._fail_pending()
+
+    def _watch(self) -> None:
+        """When the server exits, kill what it started too.
+
+        vLLM's engine core runs in forked children that hold the server's pipes open, so
+        its output does not end when it dies (seen on a GPU: a killed server left requests
+        waiting for the timeout). Waiting without reaping keeps the group id from reuse."""
+        try:
+            os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            return  # kill() reaped it, after killing the group
+        self._kill_group()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if "ready" in message:
@@ -164,10 +178,15 @@ class _ServerProcess:
         Only this method reaps the server, and it kills the group first, so the group id
         cannot have been reused by then.
         """
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        with self._reap_lock:
+            self._kill_group()
+            self.proc.wait()
+
+    def _kill_group(self) -> None:
+        with self._reap_lock:
+            if self.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         """Ask politely (end of input), give it a grace period to exit, then kill the rest."""
