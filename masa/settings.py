@@ -125,6 +125,12 @@ class WorkerSettings(BaseModel):
     llm_model_path: Path | None = Field(None, description="model folder; unset: no LLM jobs")
     llm_served_model: str | None = Field(None, description="name requests use; default: folder")
     llm_max_model_len: PositiveInt = 2048
+    llm_dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="weights and activations; bfloat16 on a GPU"
+    )
+    llm_memory_share: float = Field(
+        0.3, gt=0, le=1, description="share of GPU memory (CPU build: of RAM) the engine takes"
+    )
     vllm_python: Path | None = Field(
         None, description="python of the vLLM venv; default: $MASA_VLLM_PYTHON or the provisioned"
     )
