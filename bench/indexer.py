@@ -44,7 +44,7 @@ from contracts.deploy import DeployedContract, Deployment  # noqa: E402
 from indexer.chain import HttpRpc, LogDecoder  # noqa: E402
 from indexer.events import CHAIN_TYPES  # noqa: E402
 from masa.settings import Settings  # noqa: E402
-from masa.wiring import FOLLOWED_CONTRACTS, ensure_topics, open_bus, run_indexer  # noqa: E402
+from masa.wiring import FOLLOWED_CONTRACTS, open_bus, run_indexer  # noqa: E402
 from tests.support import logspam  # noqa: E402
 from tests.support.anvil import AnvilNode  # noqa: E402
 from tests.support.services import KafkaBroker, ServiceUnavailable  # noqa: E402
@@ -116,7 +116,6 @@ def fetch_decode(url: str, addresses: list[str], first: int, head: int, size: in
 
 def index_into(w3: Web3, deployment: Deployment, settings: Settings) -> int:
     bus = open_bus(settings)
-    ensure_topics(bus, settings)
     account = Account.create()
     return run_indexer(w3, deployment, bus, settings, account, until_head=True).logs
 

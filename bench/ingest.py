@@ -44,7 +44,7 @@ from indexer.events import SignedMessage, decode_message, stream_id  # noqa: E40
 from indexer.ingest.batch import BatchBuilder, BatchContext  # noqa: E402
 from masa.settings import Settings  # noqa: E402
 from masa.synthetic import Participants, Scenario  # noqa: E402
-from masa.wiring import ensure_topics, ingest_config, open_bus, open_store  # noqa: E402
+from masa.wiring import ingest_config, open_bus, open_store  # noqa: E402
 from tests.support.services import KafkaBroker, PostgresServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -192,7 +192,6 @@ def bench_decode(messages: list[SignedMessage]) -> float:
 
 def produce(settings: Settings, messages: list[SignedMessage]) -> None:
     bus = open_bus(settings)
-    ensure_topics(bus, settings)
     producer = bus.producer()
     for m in messages:
         producer.send(settings.bus.events_topic, m.key.encode(), m.value)

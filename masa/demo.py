@@ -42,7 +42,7 @@ from indexer.store.base import EventStore
 from masa.demo_site import DemoSite
 from masa.settings import Settings
 from masa.synthetic import Participants, Scenario
-from masa.wiring import ensure_topics, ingest_config, open_bus, open_store, open_web3, run_indexer
+from masa.wiring import ingest_config, open_bus, open_store, open_web3, run_indexer
 from workers.node import Worker, chain_stake_check
 
 Progress = Callable[[str, int, int], None]
@@ -106,7 +106,6 @@ def run_demo(
     people = Participants.from_seed(seed)
     settings = _trusting(settings, people.indexer)
     bus = open_bus(settings)
-    ensure_topics(bus, settings)
     store = open_store(settings)
     try:
         w3 = open_web3(settings)

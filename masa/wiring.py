@@ -28,7 +28,16 @@ from masa.settings import Settings
 FOLLOWED_CONTRACTS = ("NodeStaking", "RewardsDistributor")
 
 
-def open_bus(settings: Settings) -> Bus:
+def open_bus(settings: Settings, *, create_topics: bool = True) -> Bus:
+    """The configured bus, with the ledger's topics created where missing (``create_topics``
+    off only for read-only looks at a bus someone else set up)."""
+    bus = _connect_bus(settings)
+    if create_topics:
+        _ensure_topics(bus, settings)
+    return bus
+
+
+def _connect_bus(settings: Settings) -> Bus:
     if settings.bus.backend == "kafka":
         from indexer.bus.kafka import KafkaBus
 
@@ -51,7 +60,7 @@ def topics(settings: Settings) -> Topics:
     )
 
 
-def ensure_topics(bus: Bus, settings: Settings) -> None:
+def _ensure_topics(bus: Bus, settings: Settings) -> None:
     names = topics(settings)
     bus.ensure_topics(
         {name: settings.bus.partitions for name in (names.events, names.requests, names.dlq)}

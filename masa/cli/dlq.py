@@ -10,7 +10,7 @@ from indexer.ingest.dlq import read_dead_letters
 from indexer.ingest.dlq import replay as send_back
 from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
 from masa.errors import ConfigurationError
-from masa.wiring import ensure_topics, open_bus, open_store
+from masa.wiring import open_bus, open_store
 
 app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 
@@ -24,7 +24,6 @@ def list_(
     """List dead letters with their reason, detail and where they came from."""
     config = settings(ctx)
     bus = open_bus(config)
-    ensure_topics(bus, config)
     store = open_store(config)
     try:
         replayed = store.replayed()
@@ -65,7 +64,6 @@ def replay(
     wanted = {_uuid(i) for i in ids}
     config = settings(ctx)
     bus = open_bus(config)
-    ensure_topics(bus, config)
     store = open_store(config)
     try:
         replayed = store.replayed()

@@ -16,7 +16,7 @@ from indexer.events.reference import render_markdown
 from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
 from masa.errors import ConfigurationError, EventRejected
 from masa.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
-from masa.wiring import ensure_topics, open_bus
+from masa.wiring import open_bus
 
 app = typer.Typer(help="Produce signed events and watch topics.", no_args_is_help=True)
 
@@ -44,7 +44,6 @@ def send(
     account = load_keystore(key_file, password_from(password_env)) if key_file else None
     messages = [_message(number, line, account) for number, line in lines]
     bus = open_bus(config)
-    ensure_topics(bus, config)
     producer = bus.producer()
     try:
         for message in messages:

@@ -16,7 +16,7 @@ from masa.cli.common import (
     table,
 )
 from masa.keys import load_keystore, password_from
-from masa.wiring import ensure_topics, open_bus, open_web3, run_indexer
+from masa.wiring import open_bus, open_web3, run_indexer
 
 app = typer.Typer()
 
@@ -47,7 +47,6 @@ def index(
     w3 = open_web3(config)
     deployment.verify(w3)
     bus = open_bus(config)
-    ensure_topics(bus, config)
     stop = StopFlag()
     start = config.chain.start_block or deployment.start_block
     with Progress(

@@ -17,7 +17,7 @@ from masa.cli.common import (
     settings,
     table,
 )
-from masa.wiring import ensure_topics, ingest_config, open_bus, open_store
+from masa.wiring import ingest_config, open_bus, open_store
 
 app = typer.Typer()
 
@@ -41,7 +41,6 @@ def ingest(
 
     config = settings(ctx)
     bus = open_bus(config)
-    ensure_topics(bus, config)
     store = open_store(config)
     ingestor = Ingestor(bus, store, ingest_config(config))
     stop = StopFlag()

@@ -12,7 +12,7 @@ from masa.cli.common import JsonOption, StopFlag, out_console, print_json, setti
 from masa.errors import RetryableError
 from masa.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
 from masa.settings import Settings
-from masa.wiring import ensure_topics, open_bus, open_web3
+from masa.wiring import open_bus, open_web3
 
 if TYPE_CHECKING:
     from workers.node import LlmEngine, StakeCheck
@@ -45,7 +45,6 @@ def run(
     stake_check = _chain_stake_check(config)
     stake_check(account.address)  # before the engine's minute of loading
     bus = open_bus(config)
-    ensure_topics(bus, config)
     stop = StopFlag()
     with _engine(config) as engine:
         worker = Worker(bus, config, account, stake_check, engine)

@@ -23,7 +23,7 @@ from indexer.ingest.runner import Ingestor
 from indexer.store.base import EventStore
 from masa.settings import Settings
 from masa.synthetic import Participants, Probe
-from masa.wiring import ensure_topics, ingest_config, open_bus, open_store
+from masa.wiring import ingest_config, open_bus, open_store
 
 BACKENDS = [
     ("embedded", "sqlite"),
@@ -43,7 +43,6 @@ class Harness:
     def bus(self) -> Bus:
         if self._bus is None:
             self._bus = open_bus(self.settings)
-            ensure_topics(self._bus, self.settings)
         return self._bus
 
     def env(self) -> dict[str, str]:

@@ -22,7 +22,7 @@ from web3 import Web3
 
 from contracts.deploy import DeployedContract, Deployment
 from masa.settings import Settings
-from masa.wiring import ensure_topics, open_bus
+from masa.wiring import open_bus
 from tests.support import logspam
 from tests.support.anvil import AnvilNode
 from tests.support.fixtures import start_anvil
@@ -86,7 +86,7 @@ def write_key(path: Path) -> None:
 
 
 def published(settings: Settings) -> int:
-    bus = open_bus(settings)
+    bus = open_bus(settings, create_topics=False)
     return sum(bus.end_offsets(settings.bus.events_topic).values())
 
 
@@ -104,7 +104,7 @@ def test_kill_9_during_backfill_neither_loses_nor_repeats(tmp_path, backend, req
         write_key(tmp_path / "keys" / "indexer.json")
         env = environment(tmp_path, node, backend, request)
         settings = _settings(env)
-        ensure_topics(open_bus(settings), settings)
+        open_bus(settings)  # creates the topics before the subprocesses start
         kills = _kill_loop(env, settings, random.Random(backend))
         done = subprocess.run(
             index_command("--until-head", "--json"),
@@ -126,7 +126,10 @@ def test_kill_9_during_backfill_neither_loses_nor_repeats(tmp_path, backend, req
 
 
 def _events(settings: Settings) -> list[dict]:
-    return [orjson.loads(r.value) for r in open_bus(settings).read_all(settings.bus.events_topic)]
+    return [
+        orjson.loads(r.value)
+        for r in open_bus(settings, create_topics=False).read_all(settings.bus.events_topic)
+    ]
 
 
 def _staked(settings: Settings, events: list[dict] | None = None) -> list[tuple[str, int]]:
@@ -192,7 +195,7 @@ def test_sigterm_finishes_the_step_in_hand_and_exits_cleanly(tmp_path, request):
         write_key(tmp_path / "keys" / "indexer.json")
         env = environment(tmp_path, node, "embedded", request)
         settings = _settings(env)
-        ensure_topics(open_bus(settings), settings)
+        open_bus(settings)  # creates the topics before the subprocesses start
         proc = subprocess.Popen(
             index_command("--json"),
             env=env,

@@ -25,7 +25,7 @@ from indexer.chain.decode import LogDecoder
 from indexer.chain.runner import IndexerStats
 from indexer.events import CHAIN_TYPES
 from masa.settings import Settings
-from masa.wiring import FOLLOWED_CONTRACTS, ensure_topics, open_bus, run_indexer
+from masa.wiring import FOLLOWED_CONTRACTS, open_bus, run_indexer
 
 ADMIN, INDEXER = 0, 1
 USERS = range(2, 10)
@@ -124,7 +124,6 @@ class Indexing:
     def bus(self) -> Bus:
         if self._bus is None:
             self._bus = open_bus(self.settings)
-            ensure_topics(self._bus, self.settings)
         return self._bus
 
     def run(self, **options: Any) -> IndexerStats:
