@@ -11,7 +11,6 @@ import pytest
 from masa.errors import JobError
 from tests.support.site import Site, closed_port, serve_site
 from workers.scraping import (
-    DataItem,
     DataJobResult,
     DataJobSpec,
     DataUse,
@@ -40,15 +39,6 @@ def run(job: DataJobSpec, **overrides: Any) -> DataJobResult:
     return run_data_job(job, **{"timeout_s": 60.0, **FAST, **overrides})
 
 
-def article(site: Site, k: int) -> DataItem:
-    fields: dict[str, str | None] = {
-        "title": f"Article {k}",
-        "author": f"Author {k}",
-        "body": f"Body of article {k}. More.",
-    }
-    return DataItem(source_url=site.url(f"/articles/{k}"), fields=fields)
-
-
 def new_paths(site: Site, since: int) -> set[str]:
     return {hit.path for hit in site.hits[since:]}
 
@@ -74,7 +64,7 @@ def full_crawl(site: Site) -> DataJobResult:
 
 
 def test_items_carry_their_source_urls(site: Site, full_crawl: DataJobResult) -> None:
-    assert full_crawl.items == [article(site, k) for k in (1, 2, 3)]
+    assert full_crawl.items == [site.article(k) for k in (1, 2, 3)]
     assert full_crawl.pages_fetched == 5  # /, /articles/ and three articles
     assert full_crawl.stopped == "finished"
 
@@ -105,7 +95,7 @@ def test_disallowed_and_offsite_pages_are_never_fetched(
 def test_depth_zero_fetches_the_start_page_only(site: Site) -> None:
     since = len(site.hits)
     result = run(spec(site.url("/articles/1"), max_depth=0))
-    assert result.items == [article(site, 1)]
+    assert result.items == [site.article(1)]
     assert new_paths(site, since) == {"/robots.txt", "/articles/1"}
 
 
@@ -167,7 +157,7 @@ def test_redirect_to_a_blocked_domain_is_not_followed(site: Site) -> None:
     allowed = [f"127.0.0.1:{site.port}", f"localhost:{site.port}"]
     job = spec(site.url("/away"), site.url("/articles/1"), max_depth=0, allowed_domains=allowed)
     result = run(job, blocked_domains=["localhost"])
-    assert result.items == [article(site, 1)]
+    assert result.items == [site.article(1)]
     assert [(f.url, f.reason) for f in result.failures] == [
         (f"http://localhost:{site.port}/articles/2", "blocked_domain")
     ]

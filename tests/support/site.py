@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
 
+from workers.scraping import DataItem
+
 SLOW_S = 3.0
 ROBOTS_TXT = "User-agent: *\nDisallow: /private/\n"
 
@@ -49,6 +51,15 @@ class Site:
 
     def paths(self) -> list[str]:
         return [hit.path for hit in self.hits]
+
+    def article(self, k: int) -> DataItem:
+        """The item a crawl with the article fields makes of ``/articles/k``."""
+        fields: dict[str, str | None] = {
+            "title": f"Article {k}",
+            "author": f"Author {k}",
+            "body": f"Body of article {k}. More.",
+        }
+        return DataItem(source_url=self.url(f"/articles/{k}"), fields=fields)
 
 
 def _page(title: str, body: str) -> str:
