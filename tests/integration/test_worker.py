@@ -144,15 +144,6 @@ class Network:
         return outcomes
 
 
-def article(site: Site, k: int) -> DataItem:
-    fields: dict[str, str | None] = {
-        "title": f"Article {k}",
-        "author": f"Author {k}",
-        "body": f"Body of article {k}. More.",
-    }
-    return DataItem(source_url=site.url(f"/articles/{k}"), fields=fields)
-
-
 def articles_spec(site: Site, path: str = "/", depth: int = 1) -> dict[str, Any]:
     return {
         "start_urls": [site.url(path)],
@@ -228,7 +219,7 @@ def test_data_requests_are_served_attributed_and_failed_with_reasons(
         [articles, listing, unreachable, blocked, llm], 1
     )
     done = {rid: events[0]["payload"] for rid, events in closed.items()}
-    expected_articles = [article(site, k) for k in (1, 2, 3)]
+    expected_articles = [site.article(k) for k in (1, 2, 3)]
     assert done[articles] == {
         "request_id": articles,
         "result_digest": items_digest(expected_articles),
@@ -457,6 +448,13 @@ class Workers:
             self.chain.stake_worker(account)
         return path, account
 
+    def staked(self, net: Network, *names: str) -> list[tuple[Path, LocalAccount]]:
+        """New keys staked on chain (the worker checks) and in the ledger (ingest checks)."""
+        keys = [self.new_key(name) for name in names]
+        for _, account in keys:
+            net.stake(account)
+        return keys
+
     def start(self, keystore: Path, **settings: Any) -> WorkerProcess:
         env = {**os.environ, **self.harness.env(), "MASA_KEY_PASSWORD": PASSWORD, "COLUMNS": "300"}
         env |= {
@@ -537,9 +535,7 @@ def test_two_workers_share_requests_and_a_killed_ones_jobs_are_served_once(
 ) -> None:
     harness = workers.harness
     net = Network(harness)
-    (first_key, first), (second_key, second) = workers.new_key("first"), workers.new_key("second")
-    net.stake(first)
-    net.stake(second)
+    (first_key, first), (second_key, second) = workers.staked(net, "first", "second")
     net.register(net.contributors[0], site.url("/articles"))
     net.send()
     with ingesting(harness):
@@ -572,9 +568,7 @@ def test_sigterm_fails_the_jobs_in_hand_after_the_grace_period_and_loses_none(
 ) -> None:
     harness = workers.harness
     net = Network(harness)
-    (first_key, first), (second_key, second) = workers.new_key("first"), workers.new_key("second")
-    net.stake(first)
-    net.stake(second)
+    (first_key, _), (second_key, _) = workers.staked(net, "first", "second")
     slow = {"start_urls": [site.url("/slow")], "max_depth": 0, "fields": ARTICLE_FIELDS}
     requests = [net.submit("data", slow) for _ in range(5)]
     net.send()
@@ -623,9 +617,8 @@ def test_llm_requests_run_on_the_engine_deterministically_and_attribute_their_da
 ) -> None:
     harness = workers.harness
     net = Network(harness)
-    keystore, account = workers.new_key("llm")
+    [(keystore, account)] = workers.staked(net, "llm")
     alice = net.contributors[0]
-    net.stake(account)
     net.register(alice, "https://data.example.org/articles")
     spec = {"model": SERVED, "prompt": PROMPT, "max_tokens": 8, "temperature": 0.0, "seed": 7}
     refs = [
