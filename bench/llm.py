@@ -139,23 +139,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--model", type=Path, help="a model folder (default: the tiny model)")
     parser.add_argument("--max-model-len", type=int, default=128)
-    parser.add_argument("--dtype", help="the engine's dtype (default: the engine server's)")
+    parser.add_argument("--dtype", default="float32", help="the engine's dtype")
     parser.add_argument(
         "--gpu-memory-utilization",
         type=float,
+        default=0.3,
         help="share of GPU memory (of CPU memory on the CPU build) for weights and KV cache",
     )
     parser.add_argument("--engine-log", type=Path, help="append the engine's own log here")
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/llm.json")
     args = parser.parse_args()
-    extra_args = [
-        *(["--dtype", args.dtype] if args.dtype else []),
-        *(
-            ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
-            if args.gpu_memory_utilization
-            else []
-        ),
-    ]
     python = default_vllm_python()
     loadavg = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,15 +158,17 @@ def main() -> None:
             model,
             served_model=SERVED,
             max_model_len=args.max_model_len,
-            extra_args=extra_args,
             log_path=args.engine_log,
+            dtype=args.dtype,
+            memory_share=args.gpu_memory_utilization,
         )
         with engine:
             runs = measure(engine, args)
     result = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_at_start": loadavg},
         **engine_environment(python),
-        "engine_args": extra_args,
+        "dtype": args.dtype,
+        "memory_share": args.gpu_memory_utilization,
         "model": str(args.model or "tiny Llama (workers/llm/tiny_model.py)"),
         "prompts": args.prompts,
         "max_tokens": args.tokens,

@@ -86,9 +86,7 @@ def _engine(config: Settings) -> Iterator[LlmEngine | None]:
         served_model=config.worker.llm_served_model,
         max_model_len=config.worker.llm_max_model_len,
         request_timeout_s=config.worker.job_timeout_s,
-        extra_args=[
-            *("--dtype", config.worker.llm_dtype),
-            *("--gpu-memory-utilization", str(config.worker.llm_memory_share)),
-        ],
+        dtype=config.worker.llm_dtype,
+        memory_share=config.worker.llm_memory_share,
     ) as engine:
         yield engine

@@ -221,7 +221,8 @@ class VllmEngine:
         load_timeout_s: float = 300.0,
         request_timeout_s: float = 120.0,
         log_path: Path | None = None,
-        extra_args: Sequence[str] = (),
+        dtype: str = "float32",
+        memory_share: float = 0.3,
     ) -> None:
         self.python = python
         self.model_path = model_path
@@ -229,7 +230,8 @@ class VllmEngine:
         self.max_model_len = max_model_len
         self.load_timeout_s = load_timeout_s
         self.request_timeout_s = request_timeout_s
-        self.extra_args = tuple(extra_args)
+        self.dtype = dtype
+        self.memory_share = memory_share
         self.load_seconds: float | None = None
         self.launches = 0
         self._log = open(log_path, "ab") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
@@ -359,7 +361,10 @@ class VllmEngine:
             str(self.model_path),
             "--max-model-len",
             str(self.max_model_len),
-            *self.extra_args,
+            "--dtype",
+            self.dtype,
+            "--gpu-memory-utilization",
+            str(self.memory_share),
         ]
 
 
