@@ -43,8 +43,8 @@ from contracts import load_artifact  # noqa: E402
 from contracts.deploy import DeployedContract, Deployment  # noqa: E402
 from indexer.chain import HttpRpc, LogDecoder  # noqa: E402
 from indexer.events import CHAIN_TYPES  # noqa: E402
-from masa.settings import Settings  # noqa: E402
-from masa.wiring import FOLLOWED_CONTRACTS, open_bus, run_indexer  # noqa: E402
+from masa.app.settings import Settings  # noqa: E402
+from masa.app.wiring import FOLLOWED_CONTRACTS, open_bus, run_indexer  # noqa: E402
 from tests.support import logspam  # noqa: E402
 from tests.support.anvil import AnvilNode  # noqa: E402
 from tests.support.services import KafkaBroker, ServiceUnavailable  # noqa: E402

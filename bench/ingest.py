@@ -42,9 +42,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from indexer.bus.base import Record  # noqa: E402
 from indexer.events import SignedMessage, decode_message, stream_id  # noqa: E402
 from indexer.ingest.batch import BatchBuilder, BatchContext  # noqa: E402
-from masa.settings import Settings  # noqa: E402
-from masa.synthetic import Participants, Scenario  # noqa: E402
-from masa.wiring import ingest_config, open_bus, open_store  # noqa: E402
+from masa.app.settings import Settings  # noqa: E402
+from masa.app.synthetic import Participants, Scenario  # noqa: E402
+from masa.app.wiring import ingest_config, open_bus, open_store  # noqa: E402
 from tests.support.services import KafkaBroker, PostgresServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

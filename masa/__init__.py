@@ -1,1 +1,2 @@
-"""Masa ledger: CLI root, settings and the wiring of adapters."""
+"""Masa ledger. ``masa.errors`` is the kernel every layer shares; ``masa.app`` is the shell
+(CLI, settings, wiring, demo) that nothing else imports."""

@@ -78,6 +78,11 @@ def _rfc3339(value: Any) -> datetime:
     return datetime.fromisoformat(f"{date}T{time}{fraction}{offset}").astimezone(UTC)
 
 
+def parse_timestamp(value: str) -> datetime:
+    """An RFC 3339 timestamp with an offset, as a UTC datetime; raises ``ValueError``."""
+    return _rfc3339(value)
+
+
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 UTC with microseconds and a ``Z``: the form our producers write."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

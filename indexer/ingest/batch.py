@@ -18,7 +18,7 @@ from indexer.events.fields import format_timestamp
 from indexer.events.types import RequestSubmitted
 from indexer.ingest.decide import Accept, Hold, Policy, Reject, StreamState, decide, evolve
 from indexer.ingest.dlq import DeadLetter, dlq_id
-from indexer.store.base import HeldRecord, HoldSlot, IngestWrite, OutboxRecord
+from indexer.ingest.port import HeldRecord, HoldSlot, IngestWrite, OutboxRecord
 from masa.errors import EventRejected
 
 NODE_ROLES = (Role.WORKER, Role.ORACLE)

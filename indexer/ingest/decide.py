@@ -9,78 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from indexer.events import Event, Reason, Role
 from indexer.events import types as t
-
-#: Chain entries kept per stream: enough to undo any reorg shallower than the finality depth.
-CHAIN_HISTORY = 256
-
-
-@dataclass(frozen=True)
-class ChainEntry:
-    event_id: str
-    new_stake: int | None = None
-    role: int | None = None
-
-
-@dataclass(frozen=True)
-class StreamState:
-    """What validation needs to know about one aggregate; stored as JSON beside the events."""
-
-    key: str
-    version: int = 0
-    submitted_by: str | None = None
-    closed: str | None = None
-    closed_by: str | None = None
-    data_used_by: tuple[str, ...] = ()
-    last_seq: int | None = None
-    contributor: str | None = None
-    chain: tuple[ChainEntry, ...] = ()
-
-    @property
-    def stake(self) -> int | None:
-        """Active stake after the latest chain event that set one; None if never staked."""
-        return next((e.new_stake for e in reversed(self.chain) if e.new_stake is not None), None)
-
-    @property
-    def role(self) -> int | None:
-        return next((e.role for e in reversed(self.chain) if e.role is not None), None)
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"key": self.key, "version": self.version}
-        for name in ("submitted_by", "closed", "closed_by", "last_seq", "contributor"):
-            if (value := getattr(self, name)) is not None:
-                data[name] = value
-        if self.data_used_by:
-            data["data_used_by"] = list(self.data_used_by)
-        if self.chain:
-            data["chain"] = [[e.event_id, _str_or_none(e.new_stake), e.role] for e in self.chain]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StreamState:
-        chain = tuple(
-            ChainEntry(eid, int(total) if total is not None else None, role)
-            for eid, total, role in data.get("chain", ())
-        )
-        return cls(
-            key=data["key"],
-            version=data["version"],
-            submitted_by=data.get("submitted_by"),
-            closed=data.get("closed"),
-            closed_by=data.get("closed_by"),
-            data_used_by=tuple(data.get("data_used_by", ())),
-            last_seq=data.get("last_seq"),
-            contributor=data.get("contributor"),
-            chain=chain,
-        )
-
-
-def _str_or_none(value: int | None) -> str | None:
-    return None if value is None else str(value)
-
+from indexer.ingest.port import CHAIN_HISTORY, ChainEntry, StreamState
 
 # --- decisions ------------------------------------------------------------------------------
 

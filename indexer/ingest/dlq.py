@@ -14,7 +14,7 @@ import orjson
 
 from indexer.bus.base import Bus, TopicPartition
 from indexer.events import MASA_NAMESPACE, MAX_MESSAGE_BYTES
-from indexer.store.base import EventStore
+from indexer.ingest.port import IngestStore
 
 #: Largest original message a letter embeds: ingest's own limit, so only ``too_large`` ones
 #: are left out (base64 makes the letter 4/3 of this, under Kafka's 1 MiB default).
@@ -102,7 +102,7 @@ def read_dead_letters(bus: Bus, topic: str) -> list[DeadLetter]:
     return list(letters.values())
 
 
-def replay(bus: Bus, store: EventStore, letters: list[DeadLetter]) -> int:
+def replay(bus: Bus, store: IngestStore, letters: list[DeadLetter]) -> int:
     """Send letters back to their source topic byte for byte, and remember that we did.
     Letters without their bytes (oversized messages) are skipped: nothing could accept them."""
     letters = [letter for letter in letters if letter.replayable]

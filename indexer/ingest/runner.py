@@ -15,8 +15,8 @@ from uuid import UUID
 from indexer.bus.base import Bus, Record, TopicPartition, partition_for
 from indexer.events import Event, Reason, stream_id
 from indexer.ingest.batch import BatchBuilder, BatchContext, Holds, Topics, decode_or_reject
-from indexer.ingest.decide import Policy, StreamState
-from indexer.store.base import EventStore, OutboxRecord, WriteConflict
+from indexer.ingest.decide import Policy
+from indexer.ingest.port import IngestStore, OutboxRecord, StreamState, WriteConflict
 from masa.errors import EventRejected, RetryableError
 
 log = logging.getLogger("masa.ingest")
@@ -54,7 +54,7 @@ class Ingestor:
     def __init__(
         self,
         bus: Bus,
-        store: EventStore,
+        store: IngestStore,
         config: IngestConfig,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

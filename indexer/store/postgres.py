@@ -25,8 +25,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from indexer.bus.base import TopicPartition
-from indexer.ingest.decide import StreamState
-from indexer.store.base import EventStore, HeldRecord, IngestWrite, OutboxRecord, WriteConflict
+from indexer.ingest.port import HeldRecord, IngestWrite, OutboxRecord, StreamState, WriteConflict
+from indexer.store.base import EventStore
 from masa.errors import RetryableError
 
 _TABLES = [

@@ -12,8 +12,8 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
 
 from indexer.bus.base import TopicPartition
-from indexer.ingest.decide import StreamState
-from indexer.store.base import EventStore, HeldRecord, IngestWrite, OutboxRecord, WriteConflict
+from indexer.ingest.port import HeldRecord, IngestWrite, OutboxRecord, StreamState, WriteConflict
+from indexer.store.base import EventStore
 from masa.errors import RetryableError
 
 _TABLES = [

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import orjson
 import pytest
 
 from indexer.bus.base import Bus
@@ -21,9 +20,10 @@ from indexer.events import SignedMessage
 from indexer.ingest.dlq import DeadLetter, read_dead_letters
 from indexer.ingest.runner import Ingestor
 from indexer.store.base import EventStore
-from masa.settings import Settings
-from masa.synthetic import Participants, Probe
-from masa.wiring import ingest_config, open_bus, open_store
+from indexer.store.log import EventLog, LoggedEvent
+from masa.app.settings import Settings
+from masa.app.synthetic import Participants, Probe
+from masa.app.wiring import ingest_config, open_bus, open_store
 
 BACKENDS = [
     ("embedded", "sqlite"),
@@ -123,32 +123,21 @@ class Harness:
     def store(self) -> EventStore:
         return open_store(self.settings)
 
-    def stored(self) -> list[dict[str, Any]]:
-        """Every stored record, in notification order."""
+    def stored(self) -> list[LoggedEvent]:
+        """Every stored event, decoded, in notification order."""
         store = self.store()
         try:
-            records, start = [], 1
-            while batch := store.select_notifications(start, 1000):
-                records += [
-                    {
-                        **orjson.loads(n.state),
-                        "stream": n.originator_id,
-                        "version": n.originator_version,
-                    }
-                    for n in batch
-                ]
-                start = batch[-1].id + 1
-            return records
+            return list(EventLog(store).iterate())
         finally:
             store.close()
 
     def stored_ids(self) -> list[UUID]:
-        return [UUID(r["envelope"]["id"]) for r in self.stored()]
+        return [r.event_id for r in self.stored()]
 
     def streams(self) -> dict[Any, list[int]]:
         versions: dict[Any, list[int]] = defaultdict(list)
         for r in self.stored():
-            versions[r["stream"]].append(r["version"])
+            versions[r.stream_id].append(r.stream_version)
         return versions
 
     def dead_letters(self) -> list[DeadLetter]:

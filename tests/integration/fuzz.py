@@ -7,7 +7,7 @@ from eth_account import Account
 
 from indexer.events import SignedMessage
 from indexer.events.signing import sign_digest, signing_digest
-from masa.synthetic import Participants, Probe
+from masa.app.synthetic import Participants, Probe
 
 CORRUPTIONS = [
     "truncate",

@@ -13,7 +13,7 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from masa.keys import save_keystore
+from masa.app.keys import save_keystore
 
 MASA = str(Path(sys.executable).parent / "masa")
 PASSWORD = "correct horse"

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from eth_account import Account
 
-from masa.synthetic import Scenario
+from masa.app.synthetic import Scenario
 from tests.support.fixtures import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def test_the_kcat_example_produces_an_event_ingest_stores(harness):
 
     stats = harness.ingest()
     assert stats["stored"] == 2, stats
-    stored = {r["envelope"]["id"]: r["envelope"] for r in harness.stored()}
+    stored = {str(r.event_id): r.envelope for r in harness.stored()}
     assert stored[sent["id"]]["producer"] == worker.address.lower()
     assert stored[sent["id"]]["payload"] == {"seq": 7, "capabilities": ["data"]}
     assert harness.dead_letters() == []

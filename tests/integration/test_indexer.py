@@ -9,14 +9,14 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 from web3 import Web3
 
 from indexer.chain.errors import HeadBehind
 from indexer.ingest.runner import Ingestor
+from indexer.store.log import EventLog, LoggedEvent
+from masa.app.wiring import ingest_config, open_store
 from masa.errors import ReorgTooDeep
-from masa.wiring import ingest_config, open_store
 from tests.support.anvil import AnvilNode
 from tests.support.chains import EvmChain
 from tests.support.indexing import (
@@ -241,7 +241,7 @@ def test_chain_to_store_equals_the_canonical_chain(evm, tmp_path, backend, store
     held = assert_same_as_fresh(run, tmp_path)
     stats = _ingest(run)
     assert stats["stored"] == len(run.events()) and not any(k.startswith("rejected") for k in stats)
-    stored = [r["envelope"] for r in _stored(run)]
+    stored = [r.envelope for r in _stored(run)]
     assert live(stored) == held
     assert {e["type"] for e in stored} >= {"ChainLogRetracted", "ChainFinalized", "Staked"}
 
@@ -284,13 +284,9 @@ def _ingest(run: Indexing):
     return ingestor.stats
 
 
-def _stored(run: Indexing) -> list[dict]:
+def _stored(run: Indexing) -> list[LoggedEvent]:
     store = open_store(run.settings)
     try:
-        records, start = [], 1
-        while batch := store.select_notifications(start, 1000):
-            records += [orjson.loads(n.state) for n in batch]
-            start = batch[-1].id + 1
-        return records
+        return list(EventLog(store).iterate())
     finally:
         store.close()

@@ -21,8 +21,8 @@ from eth_account import Account
 from web3 import Web3
 
 from contracts.deploy import DeployedContract, Deployment
-from masa.settings import Settings
-from masa.wiring import open_bus
+from masa.app.settings import Settings
+from masa.app.wiring import open_bus
 from tests.support import logspam
 from tests.support.anvil import AnvilNode
 from tests.support.fixtures import start_anvil
@@ -91,7 +91,7 @@ def published(settings: Settings) -> int:
 
 
 def index_command(*options: str) -> list[str]:
-    return [sys.executable, "-c", "from masa.cli import main; main()", "index", *options]
+    return [sys.executable, "-c", "from masa.app.cli import main; main()", "index", *options]
 
 
 @pytest.mark.slow

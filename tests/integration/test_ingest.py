@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.ingest.dlq import replay
-from masa.synthetic import Scenario
+from masa.app.synthetic import Scenario
 from tests.integration.fuzz import CORRUPTIONS, corrupt
 
 

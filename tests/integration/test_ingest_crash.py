@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from masa.synthetic import Participants, Scenario
+from masa.app.synthetic import Participants, Scenario
 
 pytestmark = pytest.mark.slow
 

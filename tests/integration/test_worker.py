@@ -34,10 +34,10 @@ from contracts.deploy import Deployment, DeployParams, deploy_all
 from indexer.bus.base import partition_for
 from indexer.events import SignedMessage, make_event
 from indexer.ingest.runner import Ingestor
+from masa.app.keys import load_keystore
+from masa.app.synthetic import ORACLE_ROLE, WORKER_ROLE, Scenario
+from masa.app.wiring import ingest_config, worker_config
 from masa.errors import ChainError
-from masa.keys import load_keystore
-from masa.synthetic import ORACLE_ROLE, WORKER_ROLE, Scenario
-from masa.wiring import ingest_config
 from tests.integration.conftest import Harness
 from tests.support.anvil import AnvilNode
 from tests.support.fixtures import start_anvil
@@ -130,7 +130,7 @@ class Network:
         """Stored envelopes of one type, by request id (or by producer for heartbeats)."""
         found: dict[str, list[dict[str, Any]]] = {}
         for record in self.harness.stored():
-            envelope = record["envelope"]
+            envelope = record.envelope
             if envelope["type"] == type_name:
                 key = envelope["payload"].get("request_id", envelope["producer"])
                 found.setdefault(key, []).append(envelope)
@@ -170,7 +170,7 @@ def serve(
     harness: Harness, account: LocalAccount, requests: int, *, timeout_s: float = 90
 ) -> Worker:
     """Run an in-process worker until it has reported ``requests`` outcomes."""
-    worker = Worker(harness.bus, harness.settings, account, staked)
+    worker = Worker(harness.bus, worker_config(harness.settings), account, staked)
     deadline = time.monotonic() + timeout_s
     worker.run(lambda: finished(worker) >= requests or time.monotonic() > deadline)
     return worker
@@ -267,7 +267,9 @@ def test_a_worker_that_is_not_staked_refuses_to_start(harness: Harness) -> None:
     def not_staked(address: str) -> None:
         raise ChainError(f"{address} is not staked as a worker")
 
-    worker = Worker(harness.bus, harness.settings, harness.people.workers[0], not_staked)
+    worker = Worker(
+        harness.bus, worker_config(harness.settings), harness.people.workers[0], not_staked
+    )
     with pytest.raises(ChainError, match="not staked as a worker"):
         worker.run(lambda: False)
     assert harness.bus.end_offsets(harness.settings.bus.events_topic) == before
@@ -284,7 +286,9 @@ def test_a_worker_whose_stake_is_gone_stops(harness: Harness) -> None:
         if len(checks) > 1:
             raise ChainError(f"{address} is not staked as a worker (it holds no role)")
 
-    worker = Worker(harness.bus, harness.settings, harness.people.workers[0], staked_once)
+    worker = Worker(
+        harness.bus, worker_config(harness.settings), harness.people.workers[0], staked_once
+    )
     started = time.monotonic()
     with pytest.raises(ChainError, match="no role"):
         worker.run(lambda: time.monotonic() - started > 30)
@@ -306,11 +310,11 @@ def test_a_request_served_again_by_the_same_worker_is_stored_once(
     harness.ingest()
     serve(harness, worker_key, 3)
     harness.ingest()
-    first, before = net.closed(), {r["envelope"]["id"] for r in harness.stored()}
+    first, before = net.closed(), {r.event_id for r in harness.stored()}
     serve(with_worker(harness), worker_key, 3)  # a new group: as if no offset was committed
     stats = harness.ingest()
     assert stats["duplicate"] == 6  # completions and data used
-    added = [r["envelope"]["type"] for r in harness.stored() if r["envelope"]["id"] not in before]
+    added = [r.type for r in harness.stored() if r.event_id not in before]
     assert set(added) == {"Heartbeat"}
     assert net.closed() == first
     assert sorted(first) == sorted(requests)
@@ -328,7 +332,7 @@ def test_jobs_in_hand_finish_when_the_worker_stops(harness: Harness, site: Site)
     requests = [net.submit("data", slow) for _ in range(4)]
     net.send()
     harness.ingest()
-    first = Worker(harness.bus, harness.settings, first_key, staked)
+    first = Worker(harness.bus, worker_config(harness.settings), first_key, staked)
     first.run(lambda: first.stats["taken"] >= 2)
     assert first.stats == Counter(taken=2, completed=2)
     second = serve(harness, second_key, 2)

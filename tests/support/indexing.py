@@ -24,8 +24,8 @@ from indexer.bus.base import Bus
 from indexer.chain.decode import LogDecoder
 from indexer.chain.runner import IndexerStats
 from indexer.events import CHAIN_TYPES
-from masa.settings import Settings
-from masa.wiring import FOLLOWED_CONTRACTS, open_bus, run_indexer
+from masa.app.settings import Settings
+from masa.app.wiring import FOLLOWED_CONTRACTS, open_bus, run_indexer
 
 ADMIN, INDEXER = 0, 1
 USERS = range(2, 10)

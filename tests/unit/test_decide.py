@@ -17,7 +17,7 @@ from indexer.ingest.decide import (
     decide,
     evolve,
 )
-from masa.synthetic import ORACLE_ROLE, WORKER_ROLE, Participants, Scenario
+from masa.app.synthetic import ORACLE_ROLE, WORKER_ROLE, Participants, Scenario
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PEOPLE = Participants.from_seed(11)

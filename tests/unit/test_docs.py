@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from indexer.events.reference import render_markdown
-from masa.settings import settings_reference
+from masa.app.settings import settings_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,8 @@ from indexer.events import (
     stream_id,
     upcast,
 )
+from masa.app.synthetic import Participants, Scenario
 from masa.errors import EventRejected
-from masa.synthetic import Participants, Scenario
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)

@@ -18,10 +18,10 @@ from indexer.bus.embedded import EmbeddedBus
 from indexer.events import Reason, decode_message, make_event
 from indexer.events.types import RequestSubmitted
 from masa.errors import ChainError, EventRejected
-from masa.settings import WorkerSettings
 from workers.node import (
     Completed,
     Failed,
+    JobConfig,
     JobRunner,
     OffsetTracker,
     next_seq,
@@ -167,7 +167,7 @@ def test_only_an_active_worker_stake_passes() -> None:
 def test_an_llm_request_without_an_engine_fails_as_llm_unavailable() -> None:
     spec = {"model": "tiny-llama", "prompt": "hi", "max_tokens": 4}
     request = RequestSubmitted(request_id=REQUEST, kind="llm", spec=spec, fee=1)
-    outcome = JobRunner(WorkerSettings(), sources=dict).serve(request)
+    outcome = JobRunner(JobConfig(), sources=dict).serve(request)
     assert isinstance(outcome, Failed) and outcome.reason == "llm_unavailable"
 
 

@@ -1,10 +1,11 @@
 """The worker node: serves accepted requests from the bus and reports signed results.
 
-``Worker(bus, settings, account, stake_check, engine).run(should_stop)`` is the whole
+``Worker(bus, config, account, stake_check, engine).run(should_stop)`` is the whole
 node; ``masa worker run`` wraps it with a keystore, the chain's stake check and a vLLM
 engine. See docs/worker.md.
 """
 
+from workers.node.config import JobConfig, WorkerConfig
 from workers.node.heartbeat import Heartbeats, next_seq
 from workers.node.jobs import JobRunner, LlmEngine
 from workers.node.offsets import OffsetTracker
@@ -16,12 +17,14 @@ __all__ = [
     "Completed",
     "Failed",
     "Heartbeats",
+    "JobConfig",
     "JobRunner",
     "LlmEngine",
     "OffsetTracker",
     "Outcome",
     "StakeCheck",
     "Worker",
+    "WorkerConfig",
     "chain_stake_check",
     "next_seq",
     "require_worker_stake",

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from indexer.events.specs import DataJobSpec, LlmJobSpec, parse_spec
 from indexer.events.types import RequestSubmitted
 from masa.errors import JobError
-from masa.settings import WorkerSettings
 from workers.llm.spec import LlmOutput
+from workers.node.config import JobConfig
 from workers.node.outcome import Completed, Failed, Outcome
 from workers.scraping import DataItem, DataUse, attribute, run_data_job
 
@@ -27,7 +27,7 @@ class LlmEngine(Protocol):
 
 @dataclass(frozen=True)
 class JobRunner:
-    settings: WorkerSettings
+    settings: JobConfig
     sources: Callable[[], Mapping[str, str]]
     """Registered source pattern → contributor, current when called."""
     engine: LlmEngine | None = None

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
 from eth_account.signers.local import LocalAccount
@@ -30,7 +30,7 @@ from indexer.bus.base import Bus, Record, TopicPartition
 from indexer.events import SignedMessage, decode_message
 from indexer.events.types import RequestSubmitted
 from masa.errors import ChainError, EventRejected, RetryableError
-from masa.settings import Settings
+from workers.node.config import WorkerConfig
 from workers.node.heartbeat import Heartbeats
 from workers.node.jobs import JobRunner, LlmEngine
 from workers.node.offsets import OffsetTracker
@@ -61,25 +61,25 @@ class Worker:
     def __init__(
         self,
         bus: Bus,
-        settings: Settings,
+        config: WorkerConfig,
         account: LocalAccount,
         stake_check: StakeCheck,
         engine: LlmEngine | None = None,
     ) -> None:
-        self.config = settings.worker
+        self.config = config
         self.account = account
         self.address = account.address.lower()
         self.capabilities = ["data", "llm"] if engine is not None else ["data"]
         self.stats: Counter[str] = Counter()
         self.error: ChainError | None = None
-        self._events_topic = settings.bus.events_topic
-        self._requests_topic = settings.bus.requests_topic
-        self._max_clock_skew = timedelta(seconds=settings.ingest.max_clock_skew_s)
+        self._events_topic = config.events_topic
+        self._requests_topic = config.requests_topic
+        self._max_clock_skew = config.max_clock_skew
         self._stake_check = stake_check
         self._registry = SourceRegistry(
             bus, self._events_topic, max_clock_skew=self._max_clock_skew
         )
-        self._runner = JobRunner(self.config, self._registry.sources, engine)
+        self._runner = JobRunner(self.config.jobs, self._registry.sources, engine)
         self._heartbeats = Heartbeats(
             bus, self._events_topic, account, self.capabilities, self.config.heartbeat_interval_s
         )

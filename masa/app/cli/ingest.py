@@ -8,7 +8,7 @@ from collections import Counter
 import typer
 from rich.live import Live
 
-from masa.cli.common import (
+from masa.app.cli.common import (
     JsonOption,
     StopFlag,
     err_console,
@@ -17,7 +17,7 @@ from masa.cli.common import (
     settings,
     table,
 )
-from masa.wiring import ingest_config, open_bus, open_store
+from masa.app.wiring import ingest_config, open_bus, open_store
 
 app = typer.Typer()
 

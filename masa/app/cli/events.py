@@ -13,10 +13,10 @@ import typer
 from indexer.bus.base import Record
 from indexer.events import EVENT_TYPES, SignedMessage, make_event, parse_event
 from indexer.events.reference import render_markdown
-from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
+from masa.app.wiring import open_bus
 from masa.errors import ConfigurationError, EventRejected
-from masa.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
-from masa.wiring import open_bus
 
 app = typer.Typer(help="Produce signed events and watch topics.", no_args_is_help=True)
 

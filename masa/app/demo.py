@@ -36,13 +36,22 @@ from contracts.client import MasaClient, Role
 from contracts.deploy import WEI_PER_TOKEN, Deployment, DeployParams, deploy_all
 from indexer.bus.base import Bus
 from indexer.events import SignedMessage, make_event
+from indexer.events.types import DataUsed
 from indexer.ingest.dlq import read_dead_letters
 from indexer.ingest.runner import Ingestor
 from indexer.store.base import EventStore
-from masa.demo_site import DemoSite
-from masa.settings import Settings
-from masa.synthetic import Participants, Scenario
-from masa.wiring import ingest_config, open_bus, open_store, open_web3, run_indexer
+from indexer.store.log import EventLog
+from masa.app.demo_site import DemoSite
+from masa.app.settings import Settings
+from masa.app.synthetic import Participants, Scenario
+from masa.app.wiring import (
+    ingest_config,
+    open_bus,
+    open_store,
+    open_web3,
+    run_indexer,
+    worker_config,
+)
 from workers.node import Worker, chain_stake_check
 
 Progress = Callable[[str, int, int], None]
@@ -216,7 +225,13 @@ def _live_work(
         messages = _live_requests(site.url, people, llm is not None)
         _send(bus, settings, messages)
         _ingest(bus, store, settings, "ingest the requests", progress)
-        worker = Worker(bus, settings, account, chain_stake_check(MasaClient(w3, deployment)), llm)
+        worker = Worker(
+            bus,
+            worker_config(settings),
+            account,
+            chain_stake_check(MasaClient(w3, deployment)),
+            llm,
+        )
         jobs = sum(1 for m in messages if b'"RequestSubmitted"' in m.value)
         deadline = time.monotonic() + 300
         worker.run(lambda: _finished(worker) >= jobs or time.monotonic() > deadline)
@@ -280,12 +295,10 @@ def _request(oracle: LocalAccount, kind: str, spec: dict[str, Any]) -> SignedMes
 
 def _attribution(store: EventStore) -> dict[str, int]:
     units: Counter[str] = Counter()
-    start = 1
-    while batch := store.select_notifications(start, 1000, topics=["DataUsed.v1"]):
-        for n in batch:
-            for use in orjson.loads(n.state)["envelope"]["payload"]["uses"]:
-                units[use["contributor"]] += use["units"]
-        start = batch[-1].id + 1
+    for event in EventLog(store).iterate(types=["DataUsed"]):
+        assert isinstance(event.payload, DataUsed)
+        for use in event.payload.uses:
+            units[use.contributor] += use.units
     return dict(units)
 
 

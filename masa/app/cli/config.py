@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from masa.cli.common import JsonOption, out_console, print_json, settings, table
-from masa.settings import settings_reference
+from masa.app.cli.common import JsonOption, out_console, print_json, settings, table
+from masa.app.settings import settings_reference
 
 app = typer.Typer(
     help="Show the effective settings or the reference of all settings.", no_args_is_help=True

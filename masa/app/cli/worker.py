@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from masa.cli.common import JsonOption, StopFlag, out_console, print_json, settings, table
+from masa.app.cli.common import JsonOption, StopFlag, out_console, print_json, settings, table
+from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
+from masa.app.settings import Settings
+from masa.app.wiring import open_bus, open_web3, worker_config
 from masa.errors import RetryableError
-from masa.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
-from masa.settings import Settings
-from masa.wiring import open_bus, open_web3
 
 if TYPE_CHECKING:
     from workers.node import LlmEngine, StakeCheck
@@ -47,7 +47,7 @@ def run(
     bus = open_bus(config)
     stop = StopFlag()
     with _engine(config) as engine:
-        worker = Worker(bus, config, account, stake_check, engine)
+        worker = Worker(bus, worker_config(config), account, stake_check, engine)
         worker.run(lambda: stop.requested)
     stats = {"address": account.address, **dict(sorted(worker.stats.items()))}
     if as_json:

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from masa.cli.common import RootOptions
+from masa.app.cli.common import RootOptions
 from masa.errors import MasaError
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def root(
 
 def main() -> None:
     """Entry point: errors become one line on stderr and an exit code, never a traceback."""
-    from masa.cli import commands  # noqa: F401  (registers the sub-commands)
+    from masa.app.cli import commands  # noqa: F401  (registers the sub-commands)
 
     try:
         code = app(standalone_mode=False)

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from masa.app.settings import CONFIG_FILE_ENV, Settings
 from masa.errors import ConfigurationError
-from masa.settings import CONFIG_FILE_ENV, Settings
 
 err_console = Console(stderr=True)
 out_console = Console()

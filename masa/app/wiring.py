@@ -22,8 +22,9 @@ from indexer.ingest.batch import Topics
 from indexer.ingest.decide import Policy
 from indexer.ingest.runner import IngestConfig
 from indexer.store.base import EventStore
+from masa.app.settings import Settings
 from masa.errors import ConfigurationError, RetryableError
-from masa.settings import Settings
+from workers.node.config import JobConfig, WorkerConfig
 
 FOLLOWED_CONTRACTS = ("NodeStaking", "RewardsDistributor")
 
@@ -178,3 +179,25 @@ def run_indexer(
         rpc, bus, account, decoder, chain_id=deployment.chain_id, contracts=followed, config=config
     )
     return indexer.run(until_head=until_head, should_stop=should_stop, on_progress=on_progress)
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    w = settings.worker
+    jobs = JobConfig(
+        job_timeout_s=w.job_timeout_s,
+        blocked_domains=tuple(w.blocked_domains),
+        download_timeout_s=w.download_timeout_s,
+        download_delay_s=w.download_delay_s,
+    )
+    return WorkerConfig(
+        events_topic=settings.bus.events_topic,
+        requests_topic=settings.bus.requests_topic,
+        max_clock_skew=timedelta(seconds=settings.ingest.max_clock_skew_s),
+        group=w.group,
+        concurrency=w.concurrency,
+        shutdown_grace_s=w.shutdown_grace_s,
+        rebalance_wait_s=w.rebalance_wait_s,
+        heartbeat_interval_s=w.heartbeat_interval_s,
+        stake_recheck_s=w.stake_recheck_s,
+        jobs=jobs,
+    )

@@ -1,6 +1,6 @@
 """Registers every sub-command module on the root app."""
 
-from masa.cli import app, chain, config, demo, dlq, events, index, ingest, keys, worker
+from masa.app.cli import app, chain, config, demo, dlq, events, index, ingest, keys, worker
 
 app.registered_commands += demo.app.registered_commands + ingest.app.registered_commands
 app.registered_commands += index.app.registered_commands

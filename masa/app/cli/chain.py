@@ -12,11 +12,11 @@ import typer
 from contracts.client import MasaClient, Role, StakeStatus
 from contracts.deploy import WEI_PER_TOKEN, Deployment, DeployParams, deploy_all
 from indexer.events.fields import checksum, parse_address
-from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
+from masa.app.settings import Settings
+from masa.app.wiring import open_web3
 from masa.errors import ConfigurationError
-from masa.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
-from masa.settings import Settings
-from masa.wiring import open_web3
 
 contracts_app = typer.Typer(
     help="Deploy the Masa contracts and mint test tokens.", no_args_is_help=True

@@ -7,8 +7,8 @@ import logging
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
-from masa.demo import DemoReport, demo_settings, run_demo, tiny_llm
+from masa.app.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.demo import DemoReport, demo_settings, run_demo, tiny_llm
 
 app = typer.Typer()
 

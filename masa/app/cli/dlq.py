@@ -8,9 +8,9 @@ import typer
 
 from indexer.ingest.dlq import read_dead_letters
 from indexer.ingest.dlq import replay as send_back
-from masa.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.wiring import open_bus, open_store
 from masa.errors import ConfigurationError
-from masa.wiring import open_bus, open_store
 
 app = typer.Typer(help="Inspect and replay the dead-letter topic.", no_args_is_help=True)
 

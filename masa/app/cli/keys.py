@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from indexer.events.fields import checksum
-from masa.cli.common import JsonOption, print_json, settings
-from masa.keys import DEFAULT_PASSWORD_ENV, keystore_address, new_keystore, password_from
+from masa.app.cli.common import JsonOption, print_json, settings
+from masa.app.keys import DEFAULT_PASSWORD_ENV, keystore_address, new_keystore, password_from
 
 app = typer.Typer(help="Create and inspect producer keys.", no_args_is_help=True)
 

@@ -6,7 +6,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from indexer.chain import IndexerStats
-from masa.cli.common import (
+from masa.app.cli.common import (
     JsonOption,
     StopFlag,
     err_console,
@@ -15,8 +15,8 @@ from masa.cli.common import (
     settings,
     table,
 )
-from masa.keys import load_keystore, password_from
-from masa.wiring import open_bus, open_web3, run_indexer
+from masa.app.keys import load_keystore, password_from
+from masa.app.wiring import open_bus, open_web3, run_indexer
 
 app = typer.Typer()
 

@@ -1,0 +1,152 @@
+"""The read port of the event store: the notification log in commit order, and the one decoder
+from a stored event to a typed event that every reader uses (projections, settlement, the CLI,
+the demo). Nobody parses stored JSON by hand.
+
+A stored event's state is ``{"envelope": <the signed envelope as sent>, "ingest": {...}}``
+(written by ``indexer.ingest.batch``); the decoder upcasts the payload to the current version
+of its type and keeps the envelope as sent, so a bundle can still show the signed bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import orjson
+
+from indexer.events import CURRENT_VERSION, EVENT_TYPES, Payload, lookup, upcast
+from indexer.events.fields import parse_timestamp
+from masa.errors import PermanentError
+
+#: Positions (notification ids) of the log start at 1; 0 means "before the first event".
+START = 0
+
+
+class UndecodableEvent(PermanentError):
+    """A stored event this code cannot read (unknown type, damaged JSON): the store was written
+    by another version of the contract, or by hand."""
+
+
+@dataclass(frozen=True)
+class IngestedAt:
+    """Where ingest took an event from, and when."""
+
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One stored event, decoded: its place in the log, its envelope, its typed payload in the
+    current version of its type."""
+
+    position: int
+    event_id: UUID
+    type: str
+    stored_version: int
+    occurred_at: datetime
+    producer: str
+    stream_id: UUID
+    stream_version: int
+    payload: Payload
+    ingested: IngestedAt
+    envelope: dict[str, Any]
+
+
+class NotificationReader(Protocol):
+    """The part of eventsourcing's recorder the log reads (both store adapters have it)."""
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Collection[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Any: ...
+
+    def max_notification_id(self) -> int | None: ...
+
+
+def decode_stored(
+    position: int, originator_id: UUID, originator_version: int, state: bytes
+) -> LoggedEvent:
+    """The typed event of one stored event; raises ``UndecodableEvent``."""
+    try:
+        data = orjson.loads(state)
+        envelope, ingest = data["envelope"], data["ingest"]
+        name, version = envelope["type"], envelope["version"]
+        if lookup(name, version) is None:
+            raise UndecodableEvent(f"event at position {position}: unknown type {name} v{version}")
+        current = EVENT_TYPES[(name, CURRENT_VERSION[name])]
+        payload = current.payload.model_validate(upcast(name, version, envelope["payload"]))
+        return LoggedEvent(
+            position=position,
+            event_id=UUID(envelope["id"]),
+            type=name,
+            stored_version=version,
+            occurred_at=parse_timestamp(envelope["occurred_at"]),
+            producer=envelope["producer"],
+            stream_id=originator_id,
+            stream_version=originator_version,
+            payload=payload,
+            ingested=IngestedAt(
+                ingest["consumer"],
+                ingest["topic"],
+                ingest["partition"],
+                ingest["offset"],
+                parse_timestamp(ingest["ingested_at"]),
+            ),
+            envelope=envelope,
+        )
+    except UndecodableEvent:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UndecodableEvent(f"event at position {position} cannot be decoded: {exc}") from exc
+
+
+def topics_of(types: Collection[str]) -> list[str]:
+    """The stored topics (``Type.vN``) of every version of ``types``."""
+    unknown = set(types) - set(CURRENT_VERSION)
+    if unknown:
+        raise ValueError(f"unknown event types: {', '.join(sorted(unknown))}")
+    return sorted(f"{name}.v{version}" for name, version in EVENT_TYPES if name in types)
+
+
+class EventLog:
+    """The store's events in commit order, decoded. ``after`` is a position already read (0 for
+    the beginning); positions only grow, with gaps where a transaction rolled back."""
+
+    def __init__(self, recorder: NotificationReader) -> None:
+        self._recorder = recorder
+
+    def head(self) -> int:
+        """The position of the newest stored event (0 when empty)."""
+        return self._recorder.max_notification_id() or START
+
+    def read(
+        self, after: int = START, limit: int = 1000, types: Collection[str] = ()
+    ) -> list[LoggedEvent]:
+        """Up to ``limit`` events after position ``after``, only of ``types`` if given."""
+        notifications = self._recorder.select_notifications(
+            after, limit, topics=topics_of(types) if types else (), inclusive_of_start=False
+        )
+        return [
+            decode_stored(n.id, n.originator_id, n.originator_version, n.state)
+            for n in notifications
+        ]
+
+    def iterate(
+        self, after: int = START, batch: int = 1000, types: Collection[str] = ()
+    ) -> Iterator[LoggedEvent]:
+        """Every event after ``after`` up to the head as it moves, in batches of ``batch``."""
+        while events := self.read(after, batch, types):
+            yield from events
+            after = events[-1].position

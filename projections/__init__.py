@@ -1,0 +1,1 @@
+"""The read side: pure rules, one module per read model, and the runner that keeps them."""
