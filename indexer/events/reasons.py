@@ -19,6 +19,8 @@ class Reason(StrEnum):
     NOT_STAKED = "not_staked"
     WRONG_ROLE = "wrong_role"
     UNTRUSTED_INDEXER = "untrusted_indexer"
+    UNTRUSTED_GOVERNOR = "untrusted_governor"
+    UNTRUSTED_SETTLER = "untrusted_settler"
     NOT_CONTRIBUTOR = "not_contributor"
     # the state of the aggregate
     UNKNOWN_REQUEST = "unknown_request"
@@ -29,3 +31,4 @@ class Reason(StrEnum):
     SOURCE_TAKEN = "source_taken"
     UNKNOWN_LOG = "unknown_log"
     STALE_LOG = "stale_log"
+    EPOCH_OUT_OF_ORDER = "epoch_out_of_order"

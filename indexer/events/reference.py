@@ -55,6 +55,8 @@ Every Kafka message on the events topic is one UTF-8 JSON object:
 | worker | staked in NodeStaking with role 1 (WORKER) |
 | contributor | `payload.contributor` is the producer |
 | indexer | the producer is in `ingest.trusted_indexers` |
+| governor | the producer is in `ingest.trusted_governors` |
+| settler | the producer is in `ingest.trusted_settlers` |
 
 An event whose producer has never staked is held (up to `ingest.hold_timeout_s`) because its
 stake may still be on its way from the chain; one whose stake is zero is rejected at once.
@@ -68,8 +70,9 @@ A rejected message goes to the dead-letter topic as
 (key and value base64, byte for byte). `masa dlq list` shows them; `masa dlq replay` sends them
 back. Reasons: `too_large`, `bad_json`, `bad_envelope`, `unknown_type`, `bad_payload`,
 `bad_signature`, `wrong_key`, `clock_skew`, `not_staked`, `wrong_role`, `untrusted_indexer`,
-`not_contributor`, `unknown_request`, `duplicate_request`, `request_closed`,
-`duplicate_data_use`, `stale_heartbeat`, `source_taken`, `unknown_log`.
+`untrusted_governor`, `untrusted_settler`, `not_contributor`, `unknown_request`,
+`duplicate_request`, `request_closed`, `duplicate_data_use`, `stale_heartbeat`,
+`source_taken`, `unknown_log`, `epoch_out_of_order`.
 A message with an `id` already stored is dropped silently and counted as a duplicate.
 """
 

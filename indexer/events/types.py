@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from indexer.events.fields import Address, Count, Hash32, Wei
+from indexer.events.fields import Address, Count, Hash32, UtcDatetime, Wei
 from indexer.events.specs import parse_spec
 
 
@@ -36,6 +36,8 @@ class Role(StrEnum):
     WORKER = "worker"
     CONTRIBUTOR = "contributor"
     INDEXER = "indexer"
+    GOVERNOR = "governor"
+    SETTLER = "settler"
 
 
 #: NodeStaking's on-chain role numbers.
@@ -260,6 +262,52 @@ class ChainFinalized(Payload):
     contracts: Annotated[list[Address], Field(min_length=1, max_length=16)]
 
 
+# --- the money: parameters and epochs ---------------------------------------------------------
+
+Seconds = Annotated[int, Strict(), Field(gt=0, le=10 * 365 * 86400)]
+BasisPoints = Annotated[int, Strict(), Field(ge=0, le=10_000)]
+
+
+class ParametersSet(Payload):
+    """The governor publishes the reward parameters in force from ``effective_epoch`` on.
+
+    Epoch ``e`` covers ``[start_e, start_e + epoch_length_s)`` of ``occurred_at``; the first
+    set's ``genesis`` is epoch 0's start, and a later set's ``genesis`` must repeat it (a set
+    that moves it is ignored by the read models). Emissions, stake cap and fees are wei;
+    ``min_uptime_ppm`` is parts per million; the shares are basis points of each fee (the
+    worker keeps the rest). A set for an epoch that is already closed never changes it.
+    """
+
+    effective_epoch: Count
+    genesis: UtcDatetime
+    epoch_length_s: Seconds
+    heartbeat_interval_s: Seconds
+    grace_s: Annotated[int, Strict(), Field(ge=0, le=30 * 86400)]
+    emission_per_epoch: Wei
+    stake_cap: Wei
+    min_uptime_ppm: Annotated[int, Strict(), Field(ge=0, le=1_000_000)]
+    protocol_share_bps: BasisPoints
+    data_share_bps: BasisPoints
+    treasury: Address
+
+    @model_validator(mode="after")
+    def _shares_fit_in_a_fee(self) -> ParametersSet:
+        if self.protocol_share_bps + self.data_share_bps > 10_000:
+            raise ValueError("protocol_share_bps + data_share_bps must be at most 10000")
+        return self
+
+
+class EpochClosed(Payload):
+    """The settler closes ``epoch``: the store up to ``cutoff_position`` (a notification id)
+    and the chain up to ``finalized_block`` are what the epoch's statement is computed from.
+    After it, money-bearing events that occurred in the epoch count in the epoch open at their
+    ingestion, and its late heartbeats are counted as late and earn nothing."""
+
+    epoch: Count
+    cutoff_position: Count
+    finalized_block: Count
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 
@@ -303,6 +351,8 @@ _TYPES = [
     EventType("RootPosted", 1, RootPosted, Role.INDEXER, "log.contract"),
     EventType("ChainLogRetracted", 1, ChainLogRetracted, Role.INDEXER, "stream_key"),
     EventType("ChainFinalized", 1, ChainFinalized, Role.INDEXER, "chain_id"),
+    EventType("ParametersSet", 1, ParametersSet, Role.GOVERNOR, "producer"),
+    EventType("EpochClosed", 1, EpochClosed, Role.SETTLER, "producer"),
 ]
 
 EVENT_TYPES: dict[tuple[str, int], EventType] = {(t.name, t.version): t for t in _TYPES}

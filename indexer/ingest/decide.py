@@ -43,7 +43,27 @@ Decision = Accept | Reject | Hold
 
 @dataclass(frozen=True)
 class Policy:
+    """Who is trusted by setting rather than by stake: the chain indexers, the governors
+    (``ParametersSet``) and the settlers (``EpochClosed``)."""
+
     trusted_indexers: Collection[str] = field(default_factory=frozenset)
+    trusted_governors: Collection[str] = field(default_factory=frozenset)
+    trusted_settlers: Collection[str] = field(default_factory=frozenset)
+
+    def trusts(self, role: Role, producer: str) -> bool:
+        trusted = {
+            Role.INDEXER: self.trusted_indexers,
+            Role.GOVERNOR: self.trusted_governors,
+            Role.SETTLER: self.trusted_settlers,
+        }[role]
+        return producer in trusted
+
+
+_TRUSTED_ROLES = {
+    Role.INDEXER: Reason.UNTRUSTED_INDEXER,
+    Role.GOVERNOR: Reason.UNTRUSTED_GOVERNOR,
+    Role.SETTLER: Reason.UNTRUSTED_SETTLER,
+}
 
 
 _NODE_ROLES = {Role.WORKER: 1, Role.ORACLE: 2}
@@ -63,8 +83,8 @@ def decide(
 def _check_producer(event: Event, node: StreamState | None, policy: Policy) -> Decision | None:
     role = event.event_type.role
     producer = event.envelope.producer
-    if role is Role.INDEXER:
-        return None if producer in policy.trusted_indexers else Reject(Reason.UNTRUSTED_INDEXER)
+    if role in _TRUSTED_ROLES:
+        return None if policy.trusts(role, producer) else Reject(_TRUSTED_ROLES[role])
     if role is Role.CONTRIBUTOR:
         contributor = event.payload.contributor  # type: ignore[attr-defined]
         return None if contributor == producer else Reject(Reason.NOT_CONTRIBUTOR)
@@ -111,6 +131,14 @@ def _heartbeat(event: Event, stream: StreamState) -> Decision:
     return Accept()
 
 
+def _epoch_closed(event: Event, stream: StreamState) -> Decision:
+    """A settler closes epochs in order, each once (its stream keeps the last in ``last_seq``)."""
+    epoch = event.payload.epoch  # type: ignore[attr-defined]
+    if stream.last_seq is not None and epoch <= stream.last_seq:
+        return Reject(Reason.EPOCH_OUT_OF_ORDER, f"epoch {epoch} <= last closed {stream.last_seq}")
+    return Accept()
+
+
 def _source(event: Event, stream: StreamState) -> Decision:
     if stream.contributor is not None:
         return Reject(Reason.SOURCE_TAKEN, f"registered to {stream.contributor}")
@@ -133,6 +161,7 @@ _STREAM_CHECKS = {
     t.HeartbeatV1: _heartbeat,
     t.DataSourceRegistered: _source,
     t.ChainLogRetracted: _retraction,
+    t.EpochClosed: _epoch_closed,
 }
 
 
@@ -157,6 +186,8 @@ def evolve(stream: StreamState, event: Event) -> StreamState:
             return replace(state, last_seq=payload.seq)
         case t.DataSourceRegistered():
             return replace(state, contributor=payload.contributor)
+        case t.EpochClosed():
+            return replace(state, last_seq=payload.epoch)
         case t.ChainLogRetracted():
             kept = tuple(e for e in state.chain if e.event_id != str(payload.retracted_id))
             return replace(state, chain=kept)

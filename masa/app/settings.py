@@ -74,6 +74,12 @@ class IngestSettings(BaseModel):
     trusted_indexers: list[Address] = Field(
         default_factory=list, description="addresses allowed to sign chain events"
     )
+    trusted_governors: list[Address] = Field(
+        default_factory=list, description="addresses allowed to sign ParametersSet"
+    )
+    trusted_settlers: list[Address] = Field(
+        default_factory=list, description="addresses allowed to sign EpochClosed"
+    )
 
 
 class ChainSettings(BaseModel):

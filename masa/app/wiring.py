@@ -117,7 +117,11 @@ def ingest_config(settings: Settings) -> IngestConfig:
         consumer_name=ingest.consumer_name,
         instance_id=ingest.instance_id,
         topics=topics(settings),
-        policy=Policy(trusted_indexers=frozenset(ingest.trusted_indexers)),
+        policy=Policy(
+            trusted_indexers=frozenset(ingest.trusted_indexers),
+            trusted_governors=frozenset(ingest.trusted_governors),
+            trusted_settlers=frozenset(ingest.trusted_settlers),
+        ),
         batch_max_events=ingest.batch_max_events,
         poll_timeout_s=ingest.poll_timeout_s,
         max_clock_skew=timedelta(seconds=ingest.max_clock_skew_s),
