@@ -6,8 +6,12 @@ node's stake from chain logs, final and pending), ``balances`` (an oracle's prep
 """
 
 from projections.rules.epochs import Parameters, ParameterSchedule
+from projections.rules.uptime import Coverage, EpochUptime, epoch_uptime
 
 __all__ = [
+    "Coverage",
+    "EpochUptime",
     "ParameterSchedule",
     "Parameters",
+    "epoch_uptime",
 ]
