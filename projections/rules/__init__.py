@@ -6,12 +6,18 @@ node's stake from chain logs, final and pending), ``balances`` (an oracle's prep
 """
 
 from projections.rules.epochs import Parameters, ParameterSchedule
+from projections.rules.stakes import ChainFact, Kind, NodeStake, NodeStakeView, Status
 from projections.rules.uptime import Coverage, EpochUptime, epoch_uptime
 
 __all__ = [
+    "ChainFact",
     "Coverage",
     "EpochUptime",
+    "Kind",
+    "NodeStake",
+    "NodeStakeView",
     "ParameterSchedule",
     "Parameters",
+    "Status",
     "epoch_uptime",
 ]
