@@ -1,1 +1,1 @@
-"""The read side: pure rules, one module per read model, and the runner that keeps them."""
+"""The read side: pure rules (``projections.rules``) and, later, one module per read model."""
