@@ -8,8 +8,8 @@ lower-case ``0x`` hex. Nothing here reads a store or a setting.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from masa.errors import PermanentError
@@ -131,6 +131,18 @@ class EpochInputs:
             _require_natural(f"previous cumulative of {address}", amount)
         frozen = MappingProxyType(dict(sorted(self.previous_cumulative.items())))
         object.__setattr__(self, "previous_cumulative", frozen)
+
+
+def parameters_for_epoch(published: Sequence[RewardParameters], epoch: int) -> RewardParameters:
+    """The parameters in force in ``epoch``: those published with the highest effective epoch
+    not after it (``RewardParameters.epoch`` is a publication's effective epoch), the last
+    published among equals. A later publication never changes an earlier epoch.
+    """
+    in_force = [p for p in published if p.epoch <= epoch]
+    if not in_force:
+        raise InvalidRewardInputs(f"no parameters are in force in epoch {epoch}")
+    latest = max(range(len(in_force)), key=lambda i: (in_force[i].epoch, i))
+    return replace(in_force[latest], epoch=epoch)
 
 
 def _require_natural(name: str, value: int) -> None:
