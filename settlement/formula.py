@@ -105,11 +105,19 @@ class Rewards:
 
 
 def compute_rewards(inputs: EpochInputs) -> Rewards:
-    """Apply the formula to one epoch's inputs."""
+    """Apply the formula to one epoch's inputs.
+
+    Awards of 0 wei are dropped, except workers' emission awards, which say why a worker
+    earned no emission (or rounded down to none).
+    """
     parameters = inputs.parameters
     awards = [
-        *emission_awards(parameters, inputs.workers),
-        *fee_awards(parameters, inputs.requests),
+        award
+        for award in (
+            *emission_awards(parameters, inputs.workers),
+            *fee_awards(parameters, inputs.requests),
+        )
+        if award.amount > 0 or award.kind == "emission"
     ]
     fees = sum(request.fee for request in inputs.requests if request.paid)
     rewards = Rewards(parameters, tuple(sorted(awards, key=_award_order)), fees)
@@ -220,14 +228,13 @@ def request_awards(parameters: RewardParameters, request: PaidRequest) -> list[A
     events = (request.completed_event_id,)
     protocol_terms = {**base, "protocol_share_bps": parameters.protocol_share_bps}
     worker_terms = {**base, "protocol": split.protocol, "data": split.data}
-    awards = [
+    return [
         _award(
             parameters.treasury, "treasury", split.protocol, "protocol_fee", protocol_terms, events
         ),
         _award(request.worker, "worker_fee", split.worker, "worker_fee", worker_terms, events),
         *data_awards(parameters, request, split.data),
     ]
-    return [award for award in awards if award.amount > 0]
 
 
 def data_awards(parameters: RewardParameters, request: PaidRequest, data: int) -> list[Award]:

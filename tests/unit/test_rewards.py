@@ -131,6 +131,7 @@ def test_every_wei_is_conserved(inputs: EpochInputs) -> None:
 def test_no_amount_is_negative(inputs: EpochInputs) -> None:
     rewards = compute_rewards(inputs)
     assert all(award.amount >= 0 for award in rewards.awards)
+    assert all(award.amount > 0 or award.kind == "emission" for award in rewards.awards)
     for line in statement_of(inputs).lines:
         assert min(line.emission, line.worker_fee, line.data_fee, line.treasury) >= 0
 
