@@ -147,6 +147,20 @@ class WorkerSettings(BaseModel):
     download_delay_s: PositiveFloat = Field(0.25, description="politeness delay per domain")
 
 
+class ProjectionSettings(BaseModel):
+    sqlite_path: Path | None = Field(
+        None, description="read models on the embedded default; default: <home>/read.sqlite"
+    )
+    postgres_schema: str = Field(
+        "public", description="schema of the read models when the store is on PostgreSQL"
+    )
+    batch_size: PositiveInt = Field(5000, description="events applied per read-model transaction")
+    poll_interval_s: PositiveFloat = Field(0.5, description="wait between polls when caught up")
+    max_lag_s: PositiveFloat = Field(
+        30, description="projection lag beyond which health reports unhealthy"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MASA_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -161,6 +175,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     chain: ChainSettings = ChainSettings()
     worker: WorkerSettings = WorkerSettings()
+    projections: ProjectionSettings = ProjectionSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -181,6 +196,10 @@ class Settings(BaseSettings):
     @property
     def embedded_bus_path(self) -> Path:
         return self.bus.embedded_path or self.home / "bus.sqlite"
+
+    @property
+    def read_sqlite_path(self) -> Path:
+        return self.projections.sqlite_path or self.home / "read.sqlite"
 
     @property
     def deployment_path(self) -> Path:

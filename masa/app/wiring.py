@@ -10,6 +10,8 @@ from datetime import timedelta
 from eth_account.signers.local import LocalAccount
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresDatastore
+from psycopg.conninfo import make_conninfo
+from sqlalchemy.engine import URL
 from web3 import EthereumTesterProvider, Web3
 
 from contracts import load_artifact
@@ -22,8 +24,11 @@ from indexer.ingest.batch import Topics
 from indexer.ingest.decide import Policy
 from indexer.ingest.runner import IngestConfig
 from indexer.store.base import EventStore
+from indexer.store.log import EventLog
 from masa.app.settings import Settings
 from masa.errors import ConfigurationError, RetryableError
+from projections.db import PostgresReadDb, ReadDb, SqliteReadDb
+from projections.runner import RunnerConfig
 from workers.node.config import JobConfig, WorkerConfig
 
 FOLLOWED_CONTRACTS = ("NodeStaking", "RewardsDistributor")
@@ -205,3 +210,34 @@ def worker_config(settings: Settings) -> WorkerConfig:
         stake_recheck_s=w.stake_recheck_s,
         jobs=jobs,
     )
+
+
+def open_read_db(settings: Settings) -> ReadDb:
+    """The read models' database: the store's PostgreSQL database, or a SQLite file of its own
+    beside the embedded store (so projections never contend for the store's write lock)."""
+    if settings.store.backend == "postgres":
+        s = settings.store
+        conninfo = make_conninfo(
+            host=s.postgres_host, port=s.postgres_port, dbname=s.postgres_dbname,
+            user=s.postgres_user, password=s.postgres_password,
+            options=f"-c search_path={settings.projections.postgres_schema}",
+        )  # fmt: skip
+        url = URL.create(
+            "postgresql+psycopg", username=s.postgres_user, password=s.postgres_password or None,
+            host=s.postgres_host, port=s.postgres_port, database=s.postgres_dbname,
+            query={"options": f"-csearch_path={settings.projections.postgres_schema}"},
+        ).render_as_string(hide_password=False)  # fmt: skip
+        where = f"the read models on PostgreSQL at {s.postgres_host}:{s.postgres_port}"
+        return PostgresReadDb(conninfo, url, where)
+    return SqliteReadDb(settings.read_sqlite_path)
+
+
+def open_event_log(settings: Settings) -> tuple[EventLog, EventStore]:
+    """The store's read port (and the store, for closing)."""
+    store = open_store(settings)
+    return EventLog(store), store
+
+
+def runner_config(settings: Settings) -> RunnerConfig:
+    p = settings.projections
+    return RunnerConfig(batch_size=p.batch_size, poll_interval_s=p.poll_interval_s)

@@ -56,7 +56,7 @@ def settings(ctx: typer.Context) -> Settings:
 def _configure_logging(level: str) -> None:
     handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
     logging.basicConfig(level=level, format="%(name)s: %(message)s", handlers=[handler], force=True)
-    for noisy in ("kafka", "eventsourcing", "web3", "urllib3", "scrapy", "asyncio"):
+    for noisy in ("kafka", "eventsourcing", "web3", "urllib3", "scrapy", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

@@ -1,0 +1,23 @@
+"""The read models' schema: alembic revisions of plain SQL, applied by ``masa db migrate``.
+
+Each revision writes its SQL once with three dialect words, rendered by ``sql``: ``{wei}``
+(exact integers of any size: NUMERIC(78,0) on PostgreSQL, TEXT of decimal digits on SQLite,
+whose numbers would lose precision), ``{ts}`` (TIMESTAMPTZ; ISO-8601 text on SQLite) and
+``{bool}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCRIPT_LOCATION = Path(__file__).parent
+
+_WORDS = {
+    "postgresql": {"wei": "NUMERIC(78,0)", "ts": "TIMESTAMPTZ", "bool": "BOOLEAN"},
+    "sqlite": {"wei": "TEXT", "ts": "TEXT", "bool": "BOOLEAN"},
+}
+
+
+def sql(dialect: str, text: str) -> str:
+    """``text`` with the dialect words filled in."""
+    return text.format(**_WORDS[dialect])

@@ -1,0 +1,145 @@
+"""The read-model database: a thin adapter over sqlite3 and psycopg, built by the shell's
+wiring. SQL is written once with ``?`` placeholders; PostgreSQL gets ``%s``. Database errors
+are mapped once, here, into the error tree."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from masa.errors import PermanentError, RetryableError
+
+Dialect = Literal["sqlite", "postgresql"]
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchone(self) -> Any: ...
+
+
+class ReadDb:
+    """One connection to the read models; ``transaction()`` is the unit of every write."""
+
+    dialect: Dialect
+    url: str
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.transaction() as tx:
+            return tx.fetchall(sql, params)
+
+
+class Tx:
+    """Statements inside one transaction."""
+
+    def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+
+    def _sql(self, sql: str) -> str:
+        return _PLACEHOLDER.sub("%s", sql) if self.dialect == "postgresql" else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cursor.execute(self._sql(sql), params)
+        return self._cursor.rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor.executemany(self._sql(sql), rows)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(self._sql(sql), params)
+        return [tuple(row) for row in self._cursor.fetchall()]
+
+
+class SqliteReadDb(ReadDb):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        with _mapped(f"the read models at {path}"):
+            self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with _mapped(f"the read models at {self.path}"):
+            cursor = self._conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(cursor, self.dialect)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresReadDb(ReadDb):
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conninfo: str, url: str, where: str) -> None:
+        import psycopg
+
+        self.url = url
+        self._where = where
+        with _mapped(where):
+            self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with _mapped(self._where), self._conn.transaction(), self._conn.cursor() as cursor:
+            yield Tx(cursor, self.dialect)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@contextmanager
+def _mapped(where: str) -> Iterator[None]:
+    """Database errors as the error tree's: lost connections and locks are retryable, the
+    rest (permissions, a missing table, a read-only file) permanent."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            raise RetryableError(f"{where}: {text}") from exc
+        raise PermanentError(f"{where}: {text}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise PermanentError(f"{where}: {exc}") from exc
+    except Exception as exc:
+        _map_psycopg(exc, where)
+        raise
+
+
+def _map_psycopg(exc: Exception, where: str) -> None:
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError):
+        raise RetryableError(f"cannot reach {where}: {exc}".strip()) from exc
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        raise PermanentError(f"{where}: permission denied: {exc}") from exc
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        raise PermanentError(f"{where}: {exc}; run: masa db migrate") from exc
+    if isinstance(exc, psycopg.Error):
+        raise PermanentError(f"{where}: {exc}") from exc

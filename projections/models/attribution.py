@@ -1,0 +1,56 @@
+"""``data_sources``, ``data_uses`` and ``contributor_attribution``: which contributor owns each
+source (the first registration wins: ingest refuses later claims), every use a worker reported,
+credited or refused with the reason, and per contributor, epoch and source the units and the
+requests that used them. Only a source registered to the named contributor at the time of use
+is credited; the workers' longest-prefix rule already chose the source."""
+
+from __future__ import annotations
+
+from indexer.events import types as t
+from indexer.store.log import LoggedEvent
+from projections.rules import attribute
+from projections.rules.attribution import uses_of
+from projections.state import LedgerState
+
+
+def registered(state: LedgerState, event: LoggedEvent, p: t.DataSourceRegistered) -> None:
+    if p.source in state.registry:
+        return
+    state.registry[p.source] = p.contributor
+    state["data_sources"].put(
+        {
+            "source": p.source,
+            "contributor": p.contributor,
+            "registered_at": event.occurred_at,
+            "position": event.position,
+        }
+    )
+
+
+def used(state: LedgerState, event: LoggedEvent, p: t.DataUsed) -> None:
+    epoch = state.money_epoch(event)
+    result = attribute(uses_of(p), state.registry)
+    refused = [(use, reason.value) for use, reason in result.refused]
+    for use, refusal in [*((u, None) for u in result.credited), *refused]:
+        state["data_uses"].put(
+            {
+                "event_id": str(event.event_id), "request_id": str(p.request_id),
+                "contributor": use.contributor, "source": use.source, "units": use.units,
+                "credited": refusal is None, "refusal": refusal, "epoch": epoch,
+                "position": event.position,
+            }
+        )  # fmt: skip
+    if epoch is None:
+        return
+    for use in result.credited:
+        _credit(state, use.contributor, epoch, use.source, use.units)
+
+
+def _credit(state: LedgerState, contributor: str, epoch: int, source: str, units: int) -> None:
+    table = state["contributor_attribution"]
+    row = table.get(contributor, epoch, source) or {
+        "contributor": contributor, "epoch": epoch, "source": source, "units": 0, "requests": 0,
+    }  # fmt: skip
+    row["units"] += units
+    row["requests"] += 1
+    table.put(row)
