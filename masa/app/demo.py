@@ -36,6 +36,7 @@ from contracts.client import MasaClient, Role
 from contracts.deploy import WEI_PER_TOKEN, Deployment, DeployParams, deploy_all
 from indexer.bus.base import Bus
 from indexer.events import SignedMessage, make_event
+from indexer.events.fields import format_timestamp
 from indexer.events.types import DataUsed
 from indexer.ingest.dlq import read_dead_letters
 from indexer.ingest.runner import Ingestor
@@ -47,11 +48,16 @@ from masa.app.synthetic import Participants, Scenario
 from masa.app.wiring import (
     ingest_config,
     open_bus,
+    open_read_db,
     open_store,
     open_web3,
     run_indexer,
+    runner_config,
     worker_config,
 )
+from projections import queries
+from projections.runner import ProjectionRunner
+from projections.schema import migrate
 from workers.node import Worker, chain_stake_check
 
 Progress = Callable[[str, int, int], None]
@@ -70,6 +76,7 @@ class DemoReport:
     stored_by_type: dict[str, int] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)
     llm: str = "off"
+    read_models: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +91,7 @@ class DemoReport:
             "stored": sum(self.stored_by_type.values()),
             "rejected_by_reason": dict(sorted(self.dead_letters.items())),
             "ingest": dict(sorted(self.ingest.items())),
+            "read_models": self.read_models,
             "seconds": round(self.seconds, 2),
         }
 
@@ -113,7 +121,7 @@ def run_demo(
     started = time.monotonic()
     report = DemoReport(llm="on" if llm else "off")
     people = Participants.from_seed(seed)
-    settings = _trusting(settings, people.indexer)
+    settings = _trusting(settings, people)
     bus = open_bus(settings)
     store = open_store(settings)
     try:
@@ -123,12 +131,15 @@ def run_demo(
         progress("deploy and stake on the in-process EVM", 1, 1)
         report.indexed = _index(w3, deployment, bus, settings, people.indexer)
         progress("index the chain", 1, 1)
+        assert people.governor is not None
+        _send(bus, settings, [_parameters(people.governor, people.contributors[-1])])
         report.live, report.attribution = _live_work(
             w3, deployment, bus, store, settings, people, worker, llm, progress
         )
         report.produced = _volume(bus, settings, people, seed, requests, progress)
         report.ingest = _ingest(bus, store, settings, "ingest the volume", progress)
         report.stored_by_type = store.count_events()
+        report.read_models = _read_models(settings, store, progress)
         report.dead_letters = Counter(
             d.reason for d in read_dead_letters(bus, settings.bus.dlq_topic)
         )
@@ -138,9 +149,28 @@ def run_demo(
     return report
 
 
-def _trusting(settings: Settings, indexer: LocalAccount) -> Settings:
-    ingest = settings.ingest.model_copy(update={"trusted_indexers": [indexer.address.lower()]})
-    return settings.model_copy(update={"ingest": ingest})
+def _trusting(settings: Settings, people: Participants) -> Settings:
+    assert people.governor is not None and people.settler is not None
+    trusted = {
+        "trusted_indexers": [people.indexer.address.lower()],
+        "trusted_governors": [people.governor.address.lower()],
+        "trusted_settlers": [people.settler.address.lower()],
+    }
+    return settings.model_copy(update={"ingest": settings.ingest.model_copy(update=trusted)})
+
+
+def _parameters(governor: LocalAccount, treasury: LocalAccount) -> SignedMessage:
+    """Short epochs for the demo: two minutes each, from ten minutes ago (the synthetic
+    traffic starts five minutes ago)."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    payload = {
+        "effective_epoch": 0, "genesis": format_timestamp(now - timedelta(minutes=10)),
+        "epoch_length_s": 120, "heartbeat_interval_s": 1, "grace_s": 5,
+        "emission_per_epoch": str(1_000 * WEI_PER_TOKEN), "stake_cap": str(STAKE),
+        "min_uptime_ppm": 100_000, "protocol_share_bps": 500, "data_share_bps": 2_000,
+        "treasury": treasury.address.lower(),
+    }  # fmt: skip
+    return make_event(governor, "ParametersSet", payload)
 
 
 # --- 1. chain -------------------------------------------------------------------------------
@@ -171,6 +201,7 @@ def _stake_on_chain(
         node.stake(role, STAKE)
         if role is Role.ORACLE:
             node.deposit_fees(FEES)
+    _mine_past_finality(w3, blocks=3)
     report.chain = {
         "chain_id": deployment.chain_id,
         **{name: c.address for name, c in deployment.contracts().items()},
@@ -179,6 +210,12 @@ def _stake_on_chain(
         "head": w3.eth.block_number,
     }
     return deployment
+
+
+def _mine_past_finality(w3: Web3, blocks: int) -> None:
+    """Empty blocks, so that the last deposits and stakes are final when indexed."""
+    provider: Any = w3.provider
+    provider.ethereum_tester.mine_blocks(blocks)
 
 
 def _funded_admin(w3: Web3) -> LocalAccount:
@@ -300,6 +337,46 @@ def _attribution(store: EventStore) -> dict[str, int]:
         for use in event.payload.uses:
             units[use.contributor] += use.units
     return dict(units)
+
+
+def _read_models(settings: Settings, store: EventStore, progress: Progress) -> dict[str, Any]:
+    """Migrate the read models, bring them up to the store's head, and read them back."""
+    db = open_read_db(settings)
+    try:
+        migrate(db.url)
+        runner = ProjectionRunner(EventLog(store), db, runner_config(settings))
+        while runner.step():
+            progress("project the read models", runner.position, runner.stats.head)
+        return {
+            "nodes": [_public(r, NODE_COLUMNS) for r in queries.nodes(db)],
+            "uptime": [_public(r, UPTIME_COLUMNS) for r in queries.node_uptime(db)],
+            "requests": _request_totals(queries.requests(db)),
+            "oracle_balances": [_public(r, BALANCE_COLUMNS) for r in queries.oracle_balances(db)],
+            "attribution": [_public(r, ATTRIBUTION_COLUMNS) for r in queries.attribution(db)],
+        }
+    finally:
+        db.close()
+
+
+NODE_COLUMNS = ("address", "role", "status", "active_stake", "heartbeats", "last_heartbeat")
+UPTIME_COLUMNS = ("node", "epoch", "covered_s", "staked_s", "expected_s", "uptime_ppm",
+                  "heartbeats", "late_heartbeats")  # fmt: skip
+BALANCE_COLUMNS = ("oracle", "deposited", "reserved", "spent", "available", "unpaid_requests")
+ATTRIBUTION_COLUMNS = ("contributor", "epoch", "source", "units", "requests")
+
+
+def _public(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    return {c: (str(row[c]) if isinstance(row[c], int | datetime) and c != "epoch"
+                and not isinstance(row[c], bool) else row[c]) for c in columns}  # fmt: skip
+
+
+def _request_totals(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = totals.setdefault(row["status"], {"count": 0, "fees": 0})
+        entry["count"] += 1
+        entry["fees"] += row["fee"]
+    return {k: {"count": v["count"], "fees": str(v["fees"])} for k, v in sorted(totals.items())}
 
 
 # --- 4. volume ------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ class Participants:
     workers: list[LocalAccount]
     oracles: list[LocalAccount]
     contributors: list[LocalAccount]
+    governor: LocalAccount | None = None
+    settler: LocalAccount | None = None
 
     @classmethod
     def from_seed(
@@ -40,6 +42,8 @@ class Participants:
             workers=[_account(seed, "worker", i) for i in range(workers)],
             oracles=[_account(seed, "oracle", i) for i in range(oracles)],
             contributors=[_account(seed, "contributor", i) for i in range(contributors)],
+            governor=_account(seed, "governor", 0),
+            settler=_account(seed, "settler", 0),
         )
 
 

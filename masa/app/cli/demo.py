@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -101,7 +102,38 @@ def _print(report: DemoReport) -> None:
             rejected,
         )
     )
+    _print_read_models(data["read_models"])
     out_console.print(
         f"{data['produced']} synthetic messages,"
         f" {data['ingest'].get('duplicate', 0)} duplicates dropped; {data['seconds']} s in all"
     )
+
+
+def _print_read_models(models: dict[str, Any]) -> None:
+    """The read models, as a dashboard would query them (docs/read-models.md)."""
+    for title, key in [
+        ("read model: nodes", "nodes"),
+        (
+            "read model: node_uptime (the evidence: covered and staked seconds of the epoch)",
+            "uptime",
+        ),
+        ("read model: oracle_balances", "oracle_balances"),
+        ("read model: contributor_attribution", "attribution"),
+    ]:
+        rows = models[key]
+        columns = list(rows[0]) if rows else ["(none)"]
+        out_console.print(table(title, columns, [[_short(v) for v in r.values()] for r in rows]))
+    requests = [[status, v["count"], v["fees"]] for status, v in models["requests"].items()]
+    out_console.print(table("read model: requests", ["status", "count", "fees (wei)"], requests))
+
+
+def _short(value: Any) -> Any:
+    """Addresses shortened, wei as MASA, times of day: the JSON output has them whole."""
+    text = str(value)
+    if text.startswith("0x") and len(text) > 12:
+        return text[:10] + "…"
+    if text.isdigit() and len(text) > 12:
+        return f"{int(text) / 10**18:,.4f} MASA"
+    if len(text) > 19 and text[4] == "-" and text[10] in "T ":
+        return text[11:19]
+    return value
