@@ -106,7 +106,7 @@ REQUESTS = _t(
     request_id="text", kind="text", oracle="text", fee="wei", reserved="bool", status="text",
     worker="text", units="int", result_digest="text", failure_reason="text",
     submitted_at="ts", closed_at="ts", latency_ms="int", epoch="int",
-    submitted_position="int", closed_position="int",
+    submitted_position="int", closed_position="int", closed_event_id="text",
 )  # fmt: skip
 ORACLE_BALANCES = _t(
     "oracle_balances", ("oracle",),

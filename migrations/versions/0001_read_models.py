@@ -80,7 +80,8 @@ TABLES = [
         latency_ms BIGINT,
         epoch BIGINT,
         submitted_position BIGINT NOT NULL,
-        closed_position BIGINT
+        closed_position BIGINT,
+        closed_event_id TEXT
     )""",
     "CREATE INDEX requests_oracle ON requests (oracle, submitted_position)",
     "CREATE INDEX requests_epoch ON requests (epoch, status)",

@@ -28,6 +28,7 @@ def submitted(state: LedgerState, event: LoggedEvent, p: t.RequestSubmitted) -> 
             "result_digest": None, "failure_reason": None, "submitted_at": event.occurred_at,
             "closed_at": None, "latency_ms": None, "epoch": None,
             "submitted_position": event.position, "closed_position": None,
+            "closed_event_id": None,
         }
     )  # fmt: skip
 
@@ -65,6 +66,7 @@ def _close(state: LedgerState, event: LoggedEvent, row: Row, status: str) -> Non
     row.update(
         status=status, closed_at=event.occurred_at, epoch=epoch,
         latency_ms=max(0, int(latency.total_seconds() * 1000)), closed_position=event.position,
+        closed_event_id=str(event.event_id),
     )  # fmt: skip
     state["requests"].put(row)
 
