@@ -26,8 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from projections.rules.fees import FeeSplit
+from projections.rules.fees import split_fee as split_by_bps
 from settlement.inputs import (
-    BPS,
     CreditedUse,
     EpochInputs,
     PaidRequest,
@@ -57,15 +58,6 @@ class Award:
     rule: str
     terms: Mapping[str, Term]
     event_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class FeeSplit:
-    """One fee in three parts that add up to it."""
-
-    protocol: int
-    data: int
-    worker: int
 
 
 @dataclass(frozen=True)
@@ -209,10 +201,9 @@ def _emission_unweighted(parameters: RewardParameters) -> Award:
 
 
 def split_fee(parameters: RewardParameters, fee: int) -> FeeSplit:
-    """Protocol and data parts by floor; the worker gets the remainder."""
-    protocol = fee * parameters.protocol_share_bps // BPS
-    data = fee * parameters.data_share_bps // BPS
-    return FeeSplit(protocol, data, fee - protocol - data)
+    """Protocol and data parts by floor; the worker gets the remainder (the read models'
+    ``epoch_fees`` use the same rule: ``projections.rules.fees``)."""
+    return split_by_bps(fee, parameters.protocol_share_bps, parameters.data_share_bps)
 
 
 def fee_awards(parameters: RewardParameters, requests: Sequence[PaidRequest]) -> list[Award]:
