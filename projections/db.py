@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -27,7 +28,8 @@ class Cursor(Protocol):
 
 
 class ReadDb:
-    """One connection to the read models; ``transaction()`` is the unit of every write."""
+    """One connection to the read models; ``transaction()`` is the unit of every write. Threads
+    share it one transaction at a time (the API's handlers run in a thread pool)."""
 
     dialect: Dialect
     url: str
@@ -69,20 +71,31 @@ class Tx:
 class SqliteReadDb(ReadDb):
     dialect: Dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """``read_only``: the file opened read-only (a reader such as the API cannot write)."""
         self.path = path
+        self._lock = threading.Lock()
         self.url = f"sqlite:///{path}"
+        self._begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
         with _mapped(f"the read models at {path}"):
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            if read_only:
+                uri = f"file:{path}?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, timeout=30, check_same_thread=False
+                )
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with _mapped(f"the read models at {self.path}"):
+        with self._lock, _mapped(f"the read models at {self.path}"):
             cursor = self._conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
+            cursor.execute(self._begin)
             try:
                 yield Tx(cursor, self.dialect)
             except BaseException:
@@ -102,12 +115,18 @@ class PostgresReadDb(ReadDb):
 
         self.url = url
         self._where = where
+        self._lock = threading.Lock()
         with _mapped(where):
             self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with _mapped(self._where), self._conn.transaction(), self._conn.cursor() as cursor:
+        with (
+            self._lock,
+            _mapped(self._where),
+            self._conn.transaction(),
+            self._conn.cursor() as cursor,
+        ):
             yield Tx(cursor, self.dialect)
 
     def close(self) -> None:
