@@ -1,69 +1,201 @@
 """One query per question a reader asks of the read models, shared by the CLI, the demo and
-the API, so they never disagree."""
+the API, so they never disagree. Lists are pages in key order with an opaque cursor (keyset
+pagination: stable while rows are added) and a count where it is cheap."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from projections.db import ReadDb
 from projections.tables import (
     CONTRIBUTOR_ATTRIBUTION,
+    DATA_USES,
+    EPOCH_FEES,
+    EPOCHS,
     NODE_UPTIME,
     NODES,
     ORACLE_BALANCES,
+    PARAMETERS,
     PROJECTION_POSITIONS,
     REQUESTS,
+    STAKE_CHANGES,
     Row,
     Table,
 )
 
+MAX_PAGE = 500
 
-def _select(db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = (),
-            order: str = "") -> list[Row]:  # fmt: skip
+
+class BadCursor(ValueError):
+    """A cursor this server did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Row]
+    next_cursor: str | None
+    total: int
+
+
+def _rows(db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = (),
+          order: str = "", limit: int | None = None) -> list[Row]:  # fmt: skip
     names = list(table.columns)
     sql = f"SELECT {', '.join(names)} FROM {table.name}"
     sql += f" WHERE {where}" if where else ""
     sql += f" ORDER BY {order or ', '.join(table.key)}"
+    sql += f" LIMIT {int(limit)}" if limit is not None else ""
     with db.transaction() as tx:
         rows = tx.fetchall(sql, params)
     return [table._from_db(dict(zip(names, r, strict=True))) for r in rows]
 
 
-def projection_status(db: ReadDb, store_head: int) -> list[Row]:
-    """Each projection's position, with the lag against the store's head now."""
-    rows = _select(db, PROJECTION_POSITIONS)
+def _filters(filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    used = {k: v for k, v in sorted(filters.items()) if v is not None}
+    return [f"{column} = ?" for column in used], list(used.values())
+
+
+def page(
+    db: ReadDb,
+    table: Table,
+    filters: Mapping[str, Any] | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> Page:
+    """Rows of ``table`` matching ``filters`` (column = value), after ``cursor``, in key order."""
+    limit = max(1, min(limit, MAX_PAGE))
+    clauses, params = _filters(filters or {})
+    total = _count(db, table, clauses, params)
+    if cursor is not None:
+        keys = ", ".join(table.key)
+        clauses.append(f"({keys}) > ({', '.join('?' for _ in table.key)})")
+        params += decode_cursor(cursor, len(table.key))
+    rows = _rows(db, table, " AND ".join(clauses), tuple(params), limit=limit + 1)
+    more = len(rows) > limit
+    items = rows[:limit]
+    next_cursor = encode_cursor(table.key_of(items[-1])) if more and items else None
+    return Page(items, next_cursor, total)
+
+
+def _count(db: ReadDb, table: Table, clauses: list[str], params: list[Any]) -> int:
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    with db.transaction() as tx:
+        return int(tx.fetchall(f"SELECT COUNT(*) FROM {table.name}{where}", params)[0][0])
+
+
+def encode_cursor(key: tuple[Any, ...]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, parts: int) -> list[Any]:
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise BadCursor(f"not a cursor of this list: {cursor!r}") from exc
+    if not isinstance(key, list) or len(key) != parts:
+        raise BadCursor(f"not a cursor of this list: {cursor!r}")
+    return key
+
+
+def _one(db: ReadDb, table: Table, **key: Any) -> Row | None:
+    clauses, params = _filters(key)
+    rows = _rows(db, table, " AND ".join(clauses), tuple(params), limit=1)
+    return rows[0] if rows else None
+
+
+# --- the questions ------------------------------------------------------------------------
+
+
+def projection_status(db: ReadDb, store_head: int | None = None) -> list[Row]:
+    """Each projection's position, with the lag against the store's head now (when given)."""
+    rows = _rows(db, PROJECTION_POSITIONS)
     for row in rows:
-        row["head"] = store_head
-        row["lag_events"] = max(0, store_head - row["position"])
+        if store_head is not None:
+            row["head"] = store_head
+            row["lag_events"] = max(0, store_head - row["position"])
     return rows
 
 
 def nodes(db: ReadDb) -> list[Row]:
-    return _select(db, NODES)
+    return _rows(db, NODES)
 
 
-def node_uptime(db: ReadDb, node: str | None = None) -> list[Row]:
-    if node is None:
-        return _select(db, NODE_UPTIME)
-    return _select(db, NODE_UPTIME, "node = ?", (node,))
+def node(db: ReadDb, address: str) -> Row | None:
+    return _one(db, NODES, address=address)
+
+
+def node_uptime(db: ReadDb, node: str | None = None, as_of_epoch: int | None = None) -> list[Row]:
+    clauses, params = _filters({"node": node})
+    if as_of_epoch is not None:
+        clauses.append("epoch <= ?")
+        params.append(as_of_epoch)
+    return _rows(db, NODE_UPTIME, " AND ".join(clauses), tuple(params))
+
+
+def stake_changes(db: ReadDb, node: str) -> list[Row]:
+    return _rows(db, STAKE_CHANGES, "node = ?", (node,), order="block_number, log_index")
 
 
 def requests(db: ReadDb, status: str | None = None) -> list[Row]:
-    if status is None:
-        return _select(db, REQUESTS, order="submitted_position")
-    return _select(db, REQUESTS, "status = ?", (status,), order="submitted_position")
+    clauses, params = _filters({"status": status})
+    return _rows(db, REQUESTS, " AND ".join(clauses), tuple(params), order="submitted_position")
+
+
+def request(db: ReadDb, request_id: str) -> Row | None:
+    return _one(db, REQUESTS, request_id=request_id)
+
+
+def request_uses(db: ReadDb, request_id: str) -> list[Row]:
+    return _rows(db, DATA_USES, "request_id = ?", (request_id,))
 
 
 def oracle_balances(db: ReadDb) -> list[Row]:
-    return _select(db, ORACLE_BALANCES)
+    return _rows(db, ORACLE_BALANCES)
 
 
-def attribution(db: ReadDb, contributor: str | None = None) -> list[Row]:
-    if contributor is None:
-        return _select(db, CONTRIBUTOR_ATTRIBUTION)
-    return _select(db, CONTRIBUTOR_ATTRIBUTION, "contributor = ?", (contributor,))
+def oracle_balance(db: ReadDb, oracle: str) -> Row | None:
+    return _one(db, ORACLE_BALANCES, oracle=oracle)
+
+
+def attribution(
+    db: ReadDb, contributor: str | None = None, as_of_epoch: int | None = None
+) -> list[Row]:
+    clauses, params = _filters({"contributor": contributor})
+    if as_of_epoch is not None:
+        clauses.append("epoch <= ?")
+        params.append(as_of_epoch)
+    return _rows(db, CONTRIBUTOR_ATTRIBUTION, " AND ".join(clauses), tuple(params))
+
+
+def epochs(db: ReadDb, as_of_epoch: int | None = None) -> list[Row]:
+    if as_of_epoch is None:
+        return _rows(db, EPOCHS)
+    return _rows(db, EPOCHS, "epoch <= ?", (as_of_epoch,))
+
+
+def epoch(db: ReadDb, number: int) -> Row | None:
+    return _one(db, EPOCHS, epoch=number)
+
+
+def epoch_fees(db: ReadDb, number: int) -> Row | None:
+    return _one(db, EPOCH_FEES, epoch=number)
+
+
+def parameters(db: ReadDb) -> list[Row]:
+    return _rows(db, PARAMETERS)
 
 
 def table_rows(db: ReadDb, table: Table) -> list[Row]:
     """Every row of a read model in key order (for comparisons and exports)."""
-    return _select(db, table)
+    return _rows(db, table)
+
+
+def counts_by(db: ReadDb, table: Table, column: str) -> dict[str, int]:
+    """``{value: rows}`` of one column (metrics and the dashboard's overview)."""
+    with db.transaction() as tx:
+        rows = tx.fetchall(f"SELECT {column}, COUNT(*) FROM {table.name} GROUP BY {column}")
+    return {str(value): int(count) for value, count in rows}

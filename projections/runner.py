@@ -26,6 +26,7 @@ class RunnerConfig:
     name: str = ledger.NAME
     batch_size: int = 5000
     poll_interval_s: float = 0.5
+    heartbeat_s: float = 5.0
 
 
 class PositionMoved(RetryableError):
@@ -56,6 +57,7 @@ class ProjectionRunner:
         self.stats = RunnerStats()
         self._wait = wait
         self._state: LedgerState | None = None
+        self._last_heartbeat = 0.0
         self.position = 0
 
     def load(self) -> None:
@@ -72,6 +74,7 @@ class ProjectionRunner:
             self.load()
         events = self.log.read(self.position, self.config.batch_size)
         if not events:
+            self._idle_heartbeat()
             return 0
         try:
             self._apply_and_write(events)
@@ -83,6 +86,20 @@ class ProjectionRunner:
             self._state = None  # applied in memory but not written: reload before going on
             raise
         return len(events)
+
+    def _idle_heartbeat(self) -> None:
+        """Caught up: say so now and then, so readers (``/health``) can tell a caught-up runner
+        from a dead one."""
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.config.heartbeat_s:
+            return
+        self._last_heartbeat = now
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE projection_positions SET head = ?, lag_events = 0, lag_seconds = 0,"
+                " updated_at = ? WHERE name = ? AND position = ?",
+                (self.log.head(), _now(tx), self.config.name, self.position),
+            )
 
     def _apply_and_write(self, events: list[LoggedEvent]) -> None:
         state = self._state
@@ -101,6 +118,7 @@ class ProjectionRunner:
                 raise PositionMoved(f"{self.config.name}: position moved from {self.position}")
             state.write(tx)
         self.position = new
+        self._last_heartbeat = time.monotonic()
         self.stats.applied += len(events)
         self.stats.batches += 1
         self.stats.position, self.stats.head = new, head

@@ -57,6 +57,7 @@ class LedgerState:
     unfinal_stake: set[str] = field(default_factory=set)
     unfinal_deposits: set[str] = field(default_factory=set)
     registry: dict[str, str] = field(default_factory=dict)
+    unregistered_uses: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     balances: dict[str, OracleBalance] = field(default_factory=dict)
     unpaid: dict[str, int] = field(default_factory=dict)
     coverage: dict[tuple[str, int], Coverage] = field(default_factory=dict)
@@ -152,6 +153,9 @@ def _index(state: LedgerState) -> None:
         _index_fact(state, row)
     for row in state["data_sources"].rows.values():
         state.registry[row["source"]] = row["contributor"]
+    for key, row in sorted(state["data_uses"].rows.items(), key=lambda kv: kv[1]["position"]):
+        if row["refusal"] == "unregistered_source":
+            state.unregistered_uses.setdefault(row["source"], []).append(key)
     for row in state["fee_deposits"].rows.values():
         if not row["final"] and not row["retracted"]:
             state.unfinal_deposits.add(row["event_id"])

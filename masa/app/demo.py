@@ -366,8 +366,16 @@ ATTRIBUTION_COLUMNS = ("contributor", "epoch", "source", "units", "requests")
 
 
 def _public(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    return {c: (str(row[c]) if isinstance(row[c], int | datetime) and c != "epoch"
-                and not isinstance(row[c], bool) else row[c]) for c in columns}  # fmt: skip
+    """JSON-safe: wei (beyond 2^53) as decimal strings, times as RFC 3339."""
+    return {c: _json_value(row[c]) for c in columns}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)
+    return value
 
 
 def _request_totals(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

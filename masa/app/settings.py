@@ -161,6 +161,16 @@ class ProjectionSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="where masa serve listens (loopback by default)")
+    port: int = Field(8000, ge=1, le=65535, description="masa serve's port")
+    reader_user: str = Field(
+        "masa_reader",
+        description="PostgreSQL role the API connects as (SELECT only: masa db grant-reader)",
+    )
+    reader_password: str = Field("", description="masked by masa config show")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MASA_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -176,6 +186,7 @@ class Settings(BaseSettings):
     chain: ChainSettings = ChainSettings()
     worker: WorkerSettings = WorkerSettings()
     projections: ProjectionSettings = ProjectionSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -212,11 +212,19 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-def open_read_db(settings: Settings) -> ReadDb:
+def open_read_db(settings: Settings, *, reader: bool = False) -> ReadDb:
     """The read models' database: the store's PostgreSQL database, or a SQLite file of its own
-    beside the embedded store (so projections never contend for the store's write lock)."""
+    beside the embedded store (so projections never contend for the store's write lock).
+    ``reader``: as the API connects, unable to write (the reader role; a read-only file)."""
     if settings.store.backend == "postgres":
         s = settings.store
+        if reader:
+            s = s.model_copy(
+                update={
+                    "postgres_user": settings.api.reader_user,
+                    "postgres_password": settings.api.reader_password,
+                }
+            )
         conninfo = make_conninfo(
             host=s.postgres_host, port=s.postgres_port, dbname=s.postgres_dbname,
             user=s.postgres_user, password=s.postgres_password,
@@ -229,7 +237,7 @@ def open_read_db(settings: Settings) -> ReadDb:
         ).render_as_string(hide_password=False)  # fmt: skip
         where = f"the read models on PostgreSQL at {s.postgres_host}:{s.postgres_port}"
         return PostgresReadDb(conninfo, url, where)
-    return SqliteReadDb(settings.read_sqlite_path)
+    return SqliteReadDb(settings.read_sqlite_path, read_only=reader)
 
 
 def open_event_log(settings: Settings) -> tuple[EventLog, EventStore]:

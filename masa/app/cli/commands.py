@@ -12,11 +12,12 @@ from masa.app.cli import (
     ingest,
     keys,
     project,
+    serve,
     worker,
 )
 
 app.registered_commands += demo.app.registered_commands + ingest.app.registered_commands
-app.registered_commands += index.app.registered_commands
+app.registered_commands += index.app.registered_commands + serve.app.registered_commands
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(keys.app, name="keys")

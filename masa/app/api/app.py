@@ -1,0 +1,281 @@
+"""The read API: FastAPI over ``projections.queries`` (the same queries the CLI uses), on a
+database connection that cannot write (PostgreSQL's reader role, a read-only SQLite file).
+
+Amounts are decimal strings of wei, times RFC 3339 UTC; lists are pages with a ``cursor``;
+errors are RFC 9457 problem+json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from masa.errors import MasaError
+from projections import queries
+from projections.db import ReadDb
+from projections.tables import (
+    CONTRIBUTOR_ATTRIBUTION,
+    EPOCH_FEES,
+    EPOCHS,
+    NODE_UPTIME,
+    NODES,
+    ORACLE_BALANCES,
+    PARAMETERS,
+    PROJECTION_POSITIONS,
+    REQUESTS,
+    STAKE_CHANGES,
+    Row,
+    Table,
+)
+
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+Address = Annotated[str, Path(pattern=ADDRESS, description="0x address (any case)")]
+Cursor = Annotated[str | None, Query(description="from the previous page's next_cursor")]
+Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="rows per page")]
+AsOfEpoch = Annotated[int | None, Query(ge=0, description="only epochs up to this one")]
+PROBLEM = "application/problem+json"
+
+
+def json_row(table: Table, row: Row) -> dict[str, Any]:
+    """A row as JSON: wei as decimal strings, times as RFC 3339."""
+    out: dict[str, Any] = {}
+    for column, kind in table.columns.items():
+        value = row[column]
+        if value is not None and kind == "wei":
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        out[column] = value
+    return out
+
+
+def _page(table: Table, page: queries.Page) -> dict[str, Any]:
+    items = [json_row(table, r) for r in page.items]
+    return {"items": items, "next_cursor": page.next_cursor, "total": page.total}
+
+
+def create_app(
+    open_db: Callable[[], ReadDb], *, max_lag_s: float = 30.0, poll_s: float = 0.5
+) -> FastAPI:
+    """The API on one read-only database connection opened by ``open_db``."""
+    db_holder: dict[str, ReadDb] = {}
+
+    def db() -> ReadDb:
+        if "db" not in db_holder:
+            db_holder["db"] = open_db()
+        return db_holder["db"]
+
+    app = FastAPI(
+        title="Masa ledger read API",
+        version="1",
+        description="Read-only views of the Masa ledger's read models (docs/read-models.md).",
+    )
+    _errors(app)
+    _health(app, db, max_lag_s)
+    _nodes(app, db)
+    _requests(app, db)
+    _money(app, db)
+    _stream(app, db, poll_s)
+    return app
+
+
+def _problem(status: int, title: str, detail: str, request: Request) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            "instance": str(request.url.path)}  # fmt: skip
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(exc.status_code, _title(exc.status_code), str(exc.detail), request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _problem(422, "Invalid request", f"{where}: {first.get('msg')}", request)
+
+    @app.exception_handler(queries.BadCursor)
+    async def bad_cursor(request: Request, exc: queries.BadCursor) -> JSONResponse:
+        return _problem(400, "Bad cursor", str(exc), request)
+
+    @app.exception_handler(MasaError)
+    async def unavailable(request: Request, exc: MasaError) -> JSONResponse:
+        return _problem(503, "Read models unavailable", str(exc), request)
+
+
+def _title(status: int) -> str:
+    return {404: "Not found", 400: "Bad request", 405: "Method not allowed"}.get(status, "Error")
+
+
+def _health(app: FastAPI, db: Callable[[], ReadDb], max_lag_s: float) -> None:
+    @app.get("/health", summary="Up, and the projections within their lag bound (else 503)")
+    def health() -> JSONResponse:
+        rows = queries.projection_status(db())
+        problems = [_lagging(r, max_lag_s) for r in rows]
+        problems = [p for p in problems if p] or ([] if rows else ["no projection has run yet"])
+        body = {"status": "unhealthy" if problems else "ok", "problems": problems,
+                "projections": [json_row(PROJECTION_POSITIONS, r) for r in rows]}  # fmt: skip
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics() -> Response:
+        return Response(_metrics(db()), media_type="text/plain; version=0.0.4")
+
+
+def _lagging(row: Row, max_lag_s: float) -> str | None:
+    silent = (datetime.now(UTC) - row["updated_at"]).total_seconds()
+    if silent > max_lag_s:
+        return f"{row['name']}: no progress report for {silent:.0f} s (is 'masa project run' up?)"
+    if row["lag_seconds"] > max_lag_s:
+        return f"{row['name']}: {row['lag_seconds']:.1f} s behind the store"
+    return None
+
+
+def _metrics(db: ReadDb) -> str:
+    lines: list[str] = []
+
+    def gauge(name: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} gauge"])
+        for labels, value in samples:
+            tags = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            lines.append(f"{name}{{{tags}}} {value}" if tags else f"{name} {value}")
+
+    positions = queries.projection_status(db)
+    gauge("masa_projection_lag_events", "events stored but not yet projected",
+          [({"projection": r["name"]}, r["lag_events"]) for r in positions])  # fmt: skip
+    gauge("masa_projection_lag_seconds", "ingestion-to-projection delay of the last batch",
+          [({"projection": r["name"]}, r["lag_seconds"]) for r in positions])  # fmt: skip
+    gauge("masa_projection_position", "last store position applied",
+          [({"projection": r["name"]}, r["position"]) for r in positions])  # fmt: skip
+    gauge(
+        "masa_requests",
+        "requests by status",
+        [({"status": s}, n) for s, n in queries.counts_by(db, REQUESTS, "status").items()],
+    )
+    gauge(
+        "masa_nodes",
+        "nodes by status",
+        [({"status": s}, n) for s, n in queries.counts_by(db, NODES, "status").items()],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
+    @app.get("/v1/nodes", summary="Nodes with their stake and status, a page at a time")
+    def list_nodes(
+        status: str | None = None, role: str | None = None, cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> dict[str, Any]:  # fmt: skip
+        found = queries.page(db(), NODES, {"status": status, "role": role}, cursor, limit)
+        return _page(NODES, found)
+
+    @app.get("/v1/nodes/{address}", summary="One node: stake, status, uptime per epoch, history")
+    def one_node(address: Address, as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
+        address = address.lower()
+        row = queries.node(db(), address)
+        if row is None:
+            raise HTTPException(404, f"no node {address}")
+        return {
+            **json_row(NODES, row),
+            "uptime": [
+                json_row(NODE_UPTIME, r) for r in queries.node_uptime(db(), address, as_of_epoch)
+            ],
+            "stake_changes": [
+                json_row(STAKE_CHANGES, r) for r in queries.stake_changes(db(), address)
+            ],
+        }
+
+
+def _requests(app: FastAPI, db: Callable[[], ReadDb]) -> None:
+    @app.get("/v1/requests", summary="Requests, filtered, a page at a time")
+    def list_requests(
+        status: str | None = None, kind: str | None = None, oracle: str | None = None,
+        worker: str | None = None, epoch: int | None = None, cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> dict[str, Any]:  # fmt: skip
+        filters = {"status": status, "kind": kind, "oracle": oracle and oracle.lower(),
+                   "worker": worker and worker.lower(), "epoch": epoch}  # fmt: skip
+        return _page(REQUESTS, queries.page(db(), REQUESTS, filters, cursor, limit))
+
+    @app.get("/v1/requests/{request_id}", summary="One request, with the data it used")
+    def one_request(request_id: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        row = queries.request(db(), request_id.lower())
+        if row is None:
+            raise HTTPException(404, f"no request {request_id}")
+        uses = queries.request_uses(db(), row["request_id"])
+        return {**json_row(REQUESTS, row), "data_uses": [_use(u) for u in uses]}
+
+
+def _use(row: Row) -> dict[str, Any]:
+    return {k: row[k] for k in ("event_id", "contributor", "source", "units", "credited",
+                                "refusal", "epoch")}  # fmt: skip
+
+
+def _money(app: FastAPI, db: Callable[[], ReadDb]) -> None:
+    @app.get("/v1/contributors/{address}/attribution", summary="Attribution per epoch, source")
+    def contributor(address: Address, as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
+        rows = queries.attribution(db(), address.lower(), as_of_epoch)
+        return {"contributor": address.lower(),
+                "items": [json_row(CONTRIBUTOR_ATTRIBUTION, r) for r in rows]}  # fmt: skip
+
+    @app.get("/v1/oracles/{address}/balance", summary="An oracle's prepaid fees")
+    def balance(address: Address) -> dict[str, Any]:
+        row = queries.oracle_balance(db(), address.lower())
+        if row is None:
+            raise HTTPException(404, f"no deposits or requests from {address.lower()}")
+        return json_row(ORACLE_BALANCES, row)
+
+    @app.get("/v1/epochs", summary="Epochs with their bounds, closing and fees")
+    def list_epochs(as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
+        items = [_epoch(db(), r) for r in queries.epochs(db(), as_of_epoch)]
+        parameters = [json_row(PARAMETERS, r) for r in queries.parameters(db())]
+        return {"items": items, "parameters": parameters}
+
+    @app.get("/v1/epochs/{number}", summary="One epoch")
+    def one_epoch(number: Annotated[int, Path(ge=0)]) -> dict[str, Any]:
+        row = queries.epoch(db(), number)
+        if row is None:
+            raise HTTPException(404, f"no epoch {number} yet")
+        return _epoch(db(), row)
+
+
+def _epoch(db: ReadDb, row: Row) -> dict[str, Any]:
+    fees = queries.epoch_fees(db, row["epoch"])
+    return {**json_row(EPOCHS, row), "fees": json_row(EPOCH_FEES, fees) if fees else None}
+
+
+def _stream(app: FastAPI, db: Callable[[], ReadDb], poll_s: float) -> None:
+    @app.get("/v1/stream", summary="Server-sent events: a 'position' event when the models move")
+    async def stream(request: Request, max_events: int | None = None) -> StreamingResponse:
+        return StreamingResponse(
+            _positions(request, db, poll_s, max_events), media_type="text/event-stream"
+        )
+
+
+async def _positions(
+    request: Request, db: Callable[[], ReadDb], poll_s: float, max_events: int | None
+) -> AsyncIterator[bytes]:
+    last: dict[str, int] = {}
+    sent = 0
+    yield b": masa read models\n\n"
+    while max_events is None or sent < max_events:
+        if await request.is_disconnected():
+            return
+        rows = await asyncio.to_thread(queries.projection_status, db())
+        for row in rows:
+            if last.get(row["name"]) != row["position"]:
+                last[row["name"]] = row["position"]
+                data = orjson.dumps(json_row(PROJECTION_POSITIONS, row)).decode()
+                yield f"event: position\ndata: {data}\n\n".encode()
+                sent += 1
+        await asyncio.sleep(poll_s)
