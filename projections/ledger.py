@@ -36,6 +36,7 @@ def apply(state: LedgerState, event: LoggedEvent) -> None:
         case t.ParametersSet():
             epochs.parameters_set(state, event, p)
         case t.EpochClosed():
+            refresh(state)  # the epoch's figures are final from here: bring them up to date
             epochs.epoch_closed(state, event, p)
         case t.ChainFinalized():
             _finalized(state, event, p)

@@ -34,7 +34,7 @@ def submitted(state: LedgerState, event: LoggedEvent, p: t.RequestSubmitted) -> 
 
 
 def completed(state: LedgerState, event: LoggedEvent, p: t.RequestCompleted) -> None:
-    row = state["requests"].get(str(p.request_id))
+    row = _open_request(state, p.request_id)
     if row is None:
         return
     balance, paid = _balance(state, row["oracle"]).settle(row["fee"], row["reserved"])
@@ -47,13 +47,20 @@ def completed(state: LedgerState, event: LoggedEvent, p: t.RequestCompleted) -> 
 
 
 def failed(state: LedgerState, event: LoggedEvent, p: t.RequestFailed) -> None:
-    row = state["requests"].get(str(p.request_id))
+    row = _open_request(state, p.request_id)
     if row is None:
         return
     if row["reserved"]:
         _set_balance(state, row["oracle"], _balance(state, row["oracle"]).release(row["fee"]))
     _close(state, event, row, "failed")
     row.update(worker=event.producer, failure_reason=p.reason, reserved=False)
+
+
+def _open_request(state: LedgerState, request_id: object) -> Row | None:
+    """The request's row while it is open (ingest closes a request once; a store written by
+    other means gets the same answer)."""
+    row = state["requests"].get(str(request_id))
+    return row if row is not None and row["status"] == "submitted" else None
 
 
 def _close(state: LedgerState, event: LoggedEvent, row: Row, status: str) -> None:
