@@ -1,12 +1,13 @@
 """Registers every sub-command module on the root app."""
 
-from masa.app.cli import app, chain, config, demo, dlq, events, index, ingest, keys, worker
+from masa.app.cli import app, chain, config, demo, dlq, events, index, ingest, keys, store, worker
 
 app.registered_commands += demo.app.registered_commands + ingest.app.registered_commands
 app.registered_commands += index.app.registered_commands
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(keys.app, name="keys")
+app.add_typer(store.app, name="store")
 app.add_typer(worker.app, name="worker")
 app.add_typer(chain.contracts_app, name="contracts")
 app.add_typer(chain.node_app, name="node")
