@@ -104,7 +104,23 @@ def _read_keystore(path: Path) -> dict[str, Any]:
         raise _damaged(path, "not JSON text") from exc
     if not isinstance(keystore, dict) or not isinstance(keystore.get("crypto"), dict):
         raise _damaged(path, "no crypto section")
+    _check_cost(path, keystore["crypto"].get("kdfparams"))
     return keystore
+
+
+#: Key derivation costs beyond these would take minutes or gigabytes: a damaged (or hostile)
+#: file, not one eth-account wrote (scrypt n = 2^18, pbkdf2 c = 10^6).
+MAX_SCRYPT_N, MAX_SCRYPT_RP, MAX_PBKDF2_C = 2**20, 64, 10**7
+
+
+def _check_cost(path: Path, params: Any) -> None:
+    if not isinstance(params, dict):
+        raise _damaged(path, "no kdfparams")
+    n, r, p, c = (params.get(k, 1) for k in ("n", "r", "p", "c"))
+    if not all(type(v) is int and v >= 1 for v in (n, r, p, c)):
+        raise _damaged(path, "kdfparams are not positive integers")
+    if n > MAX_SCRYPT_N or r * p > MAX_SCRYPT_RP or c > MAX_PBKDF2_C:
+        raise _damaged(path, "key derivation cost beyond any keystore masa writes")
 
 
 def _damaged(path: Path, why: object) -> ConfigurationError:

@@ -66,6 +66,9 @@ class StoreSettings(Section):
     postgres_password: str = Field("", description="masked by masa config show")
     postgres_schema: str = "public"
     pool_size: Connections = Field(4, description="PostgreSQL connections per process")
+    connect_timeout_s: Annotated[float, Field(gt=0, le=300)] = Field(
+        10, description="how long one attempt to get a PostgreSQL connection may take"
+    )
 
 
 class BusSettings(Section):

@@ -111,9 +111,15 @@ def _open_store(settings: Settings) -> EventStore:
             s.postgres_password,
             schema=s.postgres_schema,
             pool_size=s.pool_size,
-            connect_timeout=10,
+            connect_timeout=s.connect_timeout_s,
         )
-        store: EventStore = PostgresEventStore(datastore)
+        try:
+            store: EventStore = PostgresEventStore(datastore)
+        except BaseException:
+            # closed here, not by the garbage collector in one of the pool's own threads
+            # (psycopg_pool then prints "cannot join current thread")
+            datastore.close()
+            raise
     else:
         from eventsourcing.sqlite import SQLiteDatastore
 
@@ -122,7 +128,11 @@ def _open_store(settings: Settings) -> EventStore:
         path = settings.sqlite_store_path
         _make_folder(path.parent)
         store = SQLiteEventStore(SQLiteDatastore(str(path), pool_size=2))
-    _create_tables(store, settings.store.backend)
+    try:
+        _create_tables(store, settings.store.backend)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 

@@ -50,7 +50,7 @@ def main() -> None:
     from masa.app.cli import commands  # noqa: F401  (registers the sub-commands)
 
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="masa", standalone_mode=False)
     except typer.TyperException as exc:  # typer's (vendored) click errors: usage, help
         _usage(exc)
     except typer.Abort:

@@ -134,6 +134,7 @@ class _Checker:
         return message
 
     def _sign(self, data: dict[str, Any]) -> SignedMessage:
+        kind = _event_type(data)
         if self.account is None:
             raise _BadLine("unsigned event and no --key-file")
         unknown = sorted(set(data) - {"type", "payload", "version", "id", "occurred_at"})
@@ -142,7 +143,6 @@ class _Checker:
                 f"{unknown[0]}: unknown field (expected type, payload, version, id,"
                 " occurred_at, or a signed envelope)"
             )
-        kind = _event_type(data)
         version = data.get("version") or CURRENT_VERSION[kind]
         try:
             EVENT_TYPES[kind, version].payload.model_validate(data.get("payload", {}), context=WIRE)
@@ -163,7 +163,7 @@ class _Checker:
         try:
             event = parse_event(value, now=datetime.now(UTC), max_clock_skew=self.max_clock_skew)
         except EventRejected as exc:
-            raise _BadLine(f"{exc.detail or exc.reason} (ingest rejects it: {exc.reason})") from exc
+            raise _rejected(exc) from exc
         rejected = check_signer(event)
         if rejected is not None:
             raise _BadLine(
@@ -198,8 +198,15 @@ def _presigned(line: bytes) -> SignedMessage:
     try:
         event = parse_event(line, now=datetime.now(UTC), max_clock_skew=timedelta(days=36500))
     except EventRejected as exc:
-        raise _BadLine(f"{exc.detail or exc.reason} (ingest rejects it: {exc.reason})") from exc
+        raise _rejected(exc) from exc
     return SignedMessage(event.key, bytes(line), event.envelope.id)
+
+
+def _rejected(exc: EventRejected) -> _BadLine:
+    detail = (exc.detail or exc.reason).replace("Value error, ", "")
+    if exc.reason == "bad_payload" and not detail.startswith("no canonical"):
+        detail = f"payload.{detail}"
+    return _BadLine(f"{detail} (ingest rejects it: {exc.reason})")
 
 
 def _validation(prefix: str, exc: ValidationError) -> str:
