@@ -39,6 +39,8 @@ def translate(exc: BaseException) -> MasaError | None:
     lowered = text.lower()
     if any(word in lowered for word in _NO_SPACE):
         return RetryableError(f"no space left on the device ({text}); free some and rerun")
+    if "disk i/o error" in lowered:
+        return RetryableError(f"{text} (is the disk full or failing?); fix it and rerun")
     if any(word in lowered for word in _READ_ONLY):
         return PermanentError(f"cannot write: {text}; check the path's permissions and mount")
     if isinstance(exc, OSError):

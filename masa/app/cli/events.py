@@ -271,15 +271,13 @@ def tail(
     consumer = bus.consumer(group="")
     consumer.assign({tp: max(0, end - last) for tp, end in ends.items()})
     remaining = sum(min(end, last) for end in ends.values())
-    try:
+    try:  # Ctrl-C ends --follow with exit code 130, like every command
         while follow or remaining > 0:
             records = consumer.poll(max_records=1000, timeout_s=1.0)
             if not records and not follow:
                 break
             remaining -= len(records)
             _print_records(records, as_json)
-    except KeyboardInterrupt:
-        pass
     finally:
         consumer.close()
 
