@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -182,9 +182,10 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(Path(".masa"), description="data folder of the embedded defaults and keys")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="of masa's logs"
-    )
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    ] = Field("INFO", description="of masa's logs")
     retry_budget_s: float = Field(
         60,
         ge=0,
@@ -374,7 +375,7 @@ def _explain(
         value = value if len(value) <= 60 else value[:57] + "..."
         if "password" in name:
             value = "***"
-        text = f"invalid setting {name}={value}: {first['msg']}"
+        text = f"invalid setting {name}={value}: {first['msg'].removeprefix('Value error, ')}"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return ConfigurationError(f"{text} (from {source}){more}")
 

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,7 +147,7 @@ def test_usage_errors_are_exit_2_and_no_arguments_is_the_help(tmp_path):
         assert result.code == 2 and "--help" in result.stderr, result
 
 
-def _commands(command: typer.main.click.Command, path: tuple[str, ...] = ()):  # type: ignore[name-defined]
+def _commands(command: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     subcommands = getattr(command, "commands", None)
     if not subcommands:
         yield path
