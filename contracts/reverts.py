@@ -115,10 +115,25 @@ def _data_from_tester(exc: TransactionFailed) -> bytes | str:
     return message
 
 
+def _from_logic_error(exc: ContractLogicError) -> ContractReverted:
+    """A node's revert; some nodes send no ``data`` (or not hex), only a message."""
+    data = exc.data if isinstance(exc.data, str) else ""
+    try:
+        raw = bytes.fromhex(data.removeprefix("0x"))
+    except ValueError:
+        raw = b""
+    if raw:
+        return decode_revert(raw)
+    message = str(exc.message or exc).removeprefix(_REVERTED_PREFIX).strip()
+    if message in ("", "execution reverted"):
+        return ContractReverted(None)
+    return ContractReverted("Error", {"message": message})
+
+
 def as_contract_reverted(exc: Exception) -> ContractReverted | None:
     """The :class:`ContractReverted` behind a web3 or eth-tester exception, if it is a revert."""
-    if isinstance(exc, ContractLogicError) and isinstance(exc.data, str):
-        return decode_revert(bytes.fromhex(exc.data.removeprefix("0x")))
+    if isinstance(exc, ContractLogicError):
+        return _from_logic_error(exc)
     if isinstance(exc, TransactionFailed):
         data = _data_from_tester(exc)
         if isinstance(data, bytes):

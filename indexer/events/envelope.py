@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from indexer.events.canonical import CanonicalizationError
-from indexer.events.fields import Address, Signature, UtcDatetime, format_timestamp
+from indexer.events.fields import WIRE, Address, Signature, UtcDatetime, format_timestamp
 from indexer.events.reasons import Reason
 from indexer.events.signing import SignatureError, recover_address, sign_digest, signing_digest
 from indexer.events.types import CURRENT_VERSION, ChainLog, EventType, Payload, lookup
@@ -97,7 +97,7 @@ def make_event(
     event_id: UUID | None = None,
 ) -> SignedMessage:
     """Validate, sign and encode one event."""
-    version = version or CURRENT_VERSION[type_name]
+    version = version or CURRENT_VERSION.get(type_name, 0)
     event_type = lookup(type_name, version)
     if event_type is None:
         raise ValueError(f"unknown event type {type_name} v{version}")
@@ -165,7 +165,7 @@ def _parse_json(value: bytes) -> dict[str, Any]:
 
 def _validate(model: type[M], data: Any, reason: Reason) -> M:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=WIRE)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"

@@ -1,7 +1,9 @@
 """Field types shared by the envelope and the payloads.
 
 Amounts are decimal strings on the wire (JSON numbers lose precision above 2**53, and RFC 8785
-would refuse them); addresses and hashes are 0x-hex and normalised to lower case.
+would refuse them): a message validated with ``context=WIRE`` (as ``parse_event`` does) refuses
+a JSON number where an amount belongs. Python callers (``make_event``) may pass ints; they are
+written as strings. Addresses and hashes are 0x-hex and normalised to lower case.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import BeforeValidator, Field, PlainSerializer, Strict, WithJsonSchema
+from pydantic import BeforeValidator, Field, PlainSerializer, Strict, ValidationInfo, WithJsonSchema
 
 MAX_UINT256 = 2**256 - 1
+#: Validation context of a message as it arrived: amounts must be decimal strings.
+WIRE: dict[str, bool] = {"wire": True}
 
 
 def parse_address(value: Any) -> str:
@@ -45,9 +49,14 @@ def _hex_bytes(length: int) -> Any:
     return check
 
 
-def _wei(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError("amount must be a decimal string of wei")
+def _wei(value: Any, info: ValidationInfo) -> int:
+    on_wire = bool(info.context and info.context.get("wire"))
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, str | int)
+        or (on_wire and isinstance(value, int))
+    ):
+        raise ValueError('amount must be a decimal string of wei, e.g. "1000"')
     if isinstance(value, str) and (not value.isdigit() or not value.isascii()):
         raise ValueError("amount must be a decimal string of wei")
     amount = int(value)

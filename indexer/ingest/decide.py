@@ -80,14 +80,27 @@ def decide(
     return check(event, stream) if check else Accept()
 
 
+def check_signer(event: Event) -> Reject | None:
+    """The producer check that needs nothing but the event (producers run it before sending):
+    a contributor registers sources for itself only."""
+    if event.event_type.role is not Role.CONTRIBUTOR:
+        return None
+    contributor = event.payload.contributor  # type: ignore[attr-defined]
+    if contributor == event.envelope.producer:
+        return None
+    return Reject(
+        Reason.NOT_CONTRIBUTOR,
+        f"contributor {contributor} is not the signer {event.envelope.producer}",
+    )
+
+
 def _check_producer(event: Event, node: StreamState | None, policy: Policy) -> Decision | None:
     role = event.event_type.role
     producer = event.envelope.producer
     if role in _TRUSTED_ROLES:
         return None if policy.trusts(role, producer) else Reject(_TRUSTED_ROLES[role])
     if role is Role.CONTRIBUTOR:
-        contributor = event.payload.contributor  # type: ignore[attr-defined]
-        return None if contributor == producer else Reject(Reason.NOT_CONTRIBUTOR)
+        return check_signer(event)
     if node is None or node.stake is None:
         return Hold(f"stake:{producer}", Reason.NOT_STAKED, f"{producer} has never staked")
     if node.stake == 0:

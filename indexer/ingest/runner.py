@@ -33,6 +33,8 @@ class IngestConfig:
     max_clock_skew: timedelta = timedelta(minutes=5)
     hold_timeout: timedelta = timedelta(hours=1)
     hold_recheck_s: float = 1.0
+    retry_budget_s: float | None = None
+    """Stop (re-raise) once steps have failed for this long in a row; None: retry forever."""
     stream_cache_size: int = 200_000
 
 
@@ -70,6 +72,8 @@ class Ingestor:
         self._held = Holds()
         self._unpublished: list[OutboxRecord] = []
         self._last_recheck = 0.0
+        #: The error of the last step when it failed (None once a step succeeds).
+        self.failing: RetryableError | None = None
 
     # --- group membership -------------------------------------------------------------------
 
@@ -100,12 +104,19 @@ class Ingestor:
     ) -> None:
         self._consumer.subscribe([self.config.topics.events], self)
         backoff = 0.1
+        failing_since = 0.0
         try:
             while not should_stop():
                 try:
                     batch_stats = self.step()
-                    backoff = 0.1
+                    backoff, self.failing = 0.1, None
                 except RetryableError as exc:
+                    if self.failing is None:
+                        failing_since = time.monotonic()
+                    self.failing = exc
+                    budget = self.config.retry_budget_s
+                    if budget is not None and time.monotonic() - failing_since >= budget:
+                        raise
                     log.warning("%s; retrying in %.1fs", exc, backoff)
                     self._reset()
                     time.sleep(backoff)

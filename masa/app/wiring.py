@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from eventsourcing.persistence import PersistenceError
@@ -25,6 +26,7 @@ from indexer.ingest.decide import Policy
 from indexer.ingest.runner import IngestConfig
 from indexer.store.base import EventStore
 from indexer.store.log import EventLog
+from masa.app.failures import with_retries
 from masa.app.settings import Settings
 from masa.errors import ConfigurationError, RetryableError
 from projections.db import PostgresReadDb, ReadDb, SqliteReadDb
@@ -36,11 +38,22 @@ FOLLOWED_CONTRACTS = ("NodeStaking", "RewardsDistributor")
 
 def open_bus(settings: Settings, *, create_topics: bool = True) -> Bus:
     """The configured bus, with the ledger's topics created where missing (``create_topics``
-    off only for read-only looks at a bus someone else set up)."""
-    bus = _connect_bus(settings)
-    if create_topics:
-        _ensure_topics(bus, settings)
-    return bus
+    off only for read-only looks at a bus someone else set up); a bus that does not answer is
+    retried for ``retry_budget_s``."""
+
+    def attempt() -> Bus:
+        bus = _connect_bus(settings)
+        if create_topics:
+            _ensure_topics(bus, settings)
+        return bus
+
+    return with_retries(_bus_name(settings), attempt, budget_s=settings.retry_budget_s)
+
+
+def _bus_name(settings: Settings) -> str:
+    if settings.bus.backend == "kafka":
+        return f"the Kafka bus at {settings.bus.bootstrap_servers}"
+    return f"the embedded bus at {settings.embedded_bus_path}"
 
 
 def _connect_bus(settings: Settings) -> Bus:
@@ -76,6 +89,21 @@ def _ensure_topics(bus: Bus, settings: Settings) -> None:
 
 
 def open_store(settings: Settings) -> EventStore:
+    """The configured event store, its tables created where missing; a store that does not
+    answer is retried for ``retry_budget_s``."""
+    return with_retries(
+        store_name(settings), lambda: _open_store(settings), budget_s=settings.retry_budget_s
+    )
+
+
+def store_name(settings: Settings) -> str:
+    s = settings.store
+    if s.backend == "postgres":
+        return f"the PostgreSQL store at {s.postgres_host}:{s.postgres_port}/{s.postgres_dbname}"
+    return f"the SQLite store at {settings.sqlite_store_path}"
+
+
+def _open_store(settings: Settings) -> EventStore:
     if settings.store.backend == "postgres":
         from indexer.store.postgres import PostgresEventStore
 
@@ -88,19 +116,36 @@ def open_store(settings: Settings) -> EventStore:
             s.postgres_password,
             schema=s.postgres_schema,
             pool_size=s.pool_size,
-            connect_timeout=10,
+            connect_timeout=s.connect_timeout_s,
         )
-        store: EventStore = PostgresEventStore(datastore)
+        try:
+            store: EventStore = PostgresEventStore(datastore)
+        except BaseException:
+            # closed here, not by the garbage collector in one of the pool's own threads
+            # (psycopg_pool then prints "cannot join current thread")
+            datastore.close()
+            raise
     else:
         from eventsourcing.sqlite import SQLiteDatastore
 
         from indexer.store.sqlite import SQLiteEventStore
 
         path = settings.sqlite_store_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path.parent)
         store = SQLiteEventStore(SQLiteDatastore(str(path), pool_size=2))
-    _create_tables(store, settings.store.backend)
+    try:
+        _create_tables(store, settings.store.backend)
+    except BaseException:
+        store.close()
+        raise
     return store
+
+
+def _make_folder(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the folder {path}: {exc.strerror}") from exc
 
 
 def _create_tables(store: EventStore, backend: str) -> None:
@@ -131,6 +176,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
         poll_timeout_s=ingest.poll_timeout_s,
         max_clock_skew=timedelta(seconds=ingest.max_clock_skew_s),
         hold_timeout=timedelta(seconds=ingest.hold_timeout_s),
+        retry_budget_s=settings.retry_budget_s,
     )
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
-from pydantic import ValidationError
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from masa.app.cli.common import RootOptions
-from masa.errors import MasaError
+from masa.app.cli.common import RootOptions, interrupted
+from masa.app.failures import translate
+from masa.errors import ConfigurationError, MasaError
+
+USAGE = ConfigurationError.exit_code
+INTERRUPTED = 130
 
 app = typer.Typer(
     name="masa",
@@ -41,31 +45,53 @@ def root(
 
 
 def main() -> None:
-    """Entry point: errors become one line on stderr and an exit code, never a traceback."""
+    """Entry point: exit 0 with the result, or one line on stderr and the exit code of the
+    error's kind (docs/operator-guide.md, "Exit codes"), never a traceback."""
     from masa.app.cli import commands  # noqa: F401  (registers the sub-commands)
 
     try:
-        code = app(standalone_mode=False)
-    except NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help() if exc.ctx else "see 'masa --help'")
-        sys.exit(0)
-    except UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "masa"
-        typer.echo(f"{command}: error: {exc.format_message()} (see '{command} --help')", err=True)
-        sys.exit(2)
-    except ClickException as exc:
-        typer.echo(f"masa: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
+        code = app(prog_name="masa", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's (vendored) click errors: usage, help
+        _usage(exc)
     except typer.Abort:
-        sys.exit(130)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        typer.echo(f"masa: error: invalid setting {where}: {first['msg']}", err=True)
-        sys.exit(2)
-    except MasaError as exc:
-        typer.echo(f"masa: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail("interrupted", INTERRUPTED)
     except KeyboardInterrupt:
-        sys.exit(130)
+        _fail("interrupted", INTERRUPTED)
+    except MasaError as exc:
+        _fail(str(exc), exc.exit_code)
+    except Exception as exc:  # a library error no adapter translated: still one line
+        _unexpected(exc)
+    if interrupted():
+        _fail("interrupted; finished the step in hand", INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage(exc: typer.TyperException) -> NoReturn:
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and exc.format_message() == ctx.get_help():  # no arguments: the help
+        typer.echo(exc.format_message())
+        sys.exit(0)
+    command = ctx.command_path if ctx is not None else "masa"
+    if exc.exit_code == USAGE:
+        _fail(f"{exc.format_message()} (see '{command} --help')", USAGE, command)
+    _fail(exc.format_message(), exc.exit_code, command)
+
+
+def _unexpected(exc: Exception) -> NoReturn:
+    translated = translate(exc)
+    if translated is not None:
+        _fail(str(translated), translated.exit_code)
+    if logging.getLogger("masa").isEnabledFor(logging.DEBUG):
+        logging.getLogger("masa").exception("unexpected error")
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    _fail(
+        f"unexpected {type(exc).__name__}: {first} (a bug: please report it;"
+        " --log-level DEBUG shows where)",
+        1,
+    )
+
+
+def _fail(message: str, code: int, command: str = "masa") -> NoReturn:
+    line = " ".join(message.split())
+    typer.echo(f"{command}: error: {line}", err=True)
+    sys.exit(code)

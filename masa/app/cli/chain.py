@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -11,8 +11,16 @@ import typer
 
 from contracts.client import MasaClient, Role, StakeStatus
 from contracts.deploy import WEI_PER_TOKEN, Deployment, DeployParams, deploy_all
-from indexer.events.fields import checksum, parse_address
-from masa.app.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from indexer.events.fields import MAX_UINT256, checksum, parse_address
+from masa.app.cli.common import (
+    JsonOption,
+    err_console,
+    examples,
+    out_console,
+    print_json,
+    settings,
+    table,
+)
 from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
 from masa.app.settings import Settings
 from masa.app.wiring import open_web3
@@ -38,11 +46,17 @@ PasswordEnv = typer.Option(
 def tokens(text: str) -> int:
     """MASA amount ("1000", "0.5") to wei; at most 18 decimals."""
     try:
-        amount = Decimal(text)
+        amount = Decimal(text.strip())
     except InvalidOperation as exc:
         raise ConfigurationError(f"{text!r} is not an amount of MASA") from exc
-    wei = amount * WEI_PER_TOKEN
-    if amount <= 0 or wei != wei.to_integral_value():
+    if not amount.is_finite() or amount <= 0:
+        raise ConfigurationError(f"{text!r}: amounts are positive with at most 18 decimals")
+    if amount > Decimal(MAX_UINT256) / WEI_PER_TOKEN:
+        raise ConfigurationError(f"{text!r}: larger than any token supply (2^256 wei)")
+    with localcontext() as exact:
+        exact.prec = 200  # 2^256 wei has 78 digits: no rounding below that
+        wei = amount * WEI_PER_TOKEN
+    if wei != wei.to_integral_value():
         raise ConfigurationError(f"{text!r}: amounts are positive with at most 18 decimals")
     return int(wei)
 
@@ -63,7 +77,13 @@ def _client(ctx: typer.Context, key_file: Path | None, password_env: str) -> Mas
     return MasaClient(w3, Deployment.load(config.deployment_path), account)
 
 
-@contracts_app.command("deploy")
+@contracts_app.command(
+    "deploy",
+    epilog=examples(
+        "masa contracts deploy --key-file admin.json",
+        "masa contracts deploy --key-file admin.json --cooldown-s 60 --force --json",
+    ),
+)
 def deploy(
     ctx: typer.Context,
     key_file: Path = KeyFile,
@@ -103,7 +123,13 @@ def deploy(
         out_console.print(table("deployed", ["", ""], [[k, v] for k, v in summary.items()]))
 
 
-@contracts_app.command("mint")
+@contracts_app.command(
+    "mint",
+    epilog=examples(
+        "masa contracts mint --to 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045 --amount 5000"
+        " --key-file admin.json",
+    ),
+)
 def mint(
     ctx: typer.Context,
     to: str = typer.Option(..., "--to", help="Receiving address."),
@@ -117,7 +143,12 @@ def mint(
     err_console.print(f"minted {amount} MASA to {receiver}")
 
 
-@node_app.command("stake")
+@node_app.command(
+    "stake",
+    epilog=examples(
+        "masa node stake --role worker --amount 1000 --key-file worker.json",
+    ),
+)
 def stake(
     ctx: typer.Context,
     role: RoleName = typer.Option(..., "--role", help="The node's role.", case_sensitive=False),
@@ -133,7 +164,12 @@ def stake(
     _print_status(client.stake_status(), as_json)
 
 
-@node_app.command("unstake")
+@node_app.command(
+    "unstake",
+    epilog=examples(
+        "masa node unstake --amount 250.5 --key-file worker.json",
+    ),
+)
 def unstake(
     ctx: typer.Context,
     amount: str = typer.Option(..., "--amount", help="In MASA."),
@@ -152,7 +188,13 @@ def unstake(
     _print_status(client.stake_status(), as_json)
 
 
-@node_app.command("withdraw")
+@node_app.command(
+    "withdraw",
+    epilog=examples(
+        "masa node withdraw --key-file worker.json",
+        "masa node withdraw --lock-id 3 --key-file worker.json --json",
+    ),
+)
 def withdraw(
     ctx: typer.Context,
     lock_id: int | None = typer.Option(
@@ -176,7 +218,13 @@ def withdraw(
     _print_status(client.stake_status(), as_json)
 
 
-@node_app.command("status")
+@node_app.command(
+    "status",
+    epilog=examples(
+        "masa node status --key-file worker.json",
+        "masa node status 0xd8dA6BF26964aF9D7eEd9e03E53415D37aA96045 --json",
+    ),
+)
 def status(
     ctx: typer.Context,
     address: str | None = typer.Argument(None, help="Node address (default: the key file's)."),

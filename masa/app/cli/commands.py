@@ -13,6 +13,7 @@ from masa.app.cli import (
     keys,
     project,
     serve,
+    store,
     worker,
 )
 
@@ -21,6 +22,7 @@ app.registered_commands += index.app.registered_commands + serve.app.registered_
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(keys.app, name="keys")
+app.add_typer(store.app, name="store")
 app.add_typer(worker.app, name="worker")
 app.add_typer(chain.contracts_app, name="contracts")
 app.add_typer(chain.node_app, name="node")

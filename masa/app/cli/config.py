@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from masa.app.cli.common import JsonOption, out_console, print_json, settings, table
+from masa.app.cli.common import JsonOption, examples, out_console, print_json, settings, table
 from masa.app.settings import settings_reference
 
 app = typer.Typer(
@@ -14,7 +14,13 @@ app = typer.Typer(
 _SECRET = ("password",)
 
 
-@app.command("show")
+@app.command(
+    "show",
+    epilog=examples(
+        "masa config show",
+        "MASA_STORE__BACKEND=postgres masa --config prod.toml config show --json",
+    ),
+)
 def show(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """The settings this command line resolves to (env, masa.toml, options), secrets masked."""
     data = settings(ctx).model_dump(mode="json")
@@ -34,7 +40,12 @@ def show(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     out_console.print(table("settings", ["setting", "value"], rows))
 
 
-@app.command("reference")
+@app.command(
+    "reference",
+    epilog=examples(
+        "masa config reference > settings.md",
+    ),
+)
 def reference() -> None:
     """Every setting as a Markdown table (environment variable, default, meaning)."""
     typer.echo(settings_reference(), nl=False)

@@ -8,13 +8,28 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from masa.app.cli.common import JsonOption, err_console, out_console, print_json, settings, table
+from masa.app.cli.common import (
+    JsonOption,
+    err_console,
+    examples,
+    out_console,
+    print_json,
+    settings,
+    table,
+)
 from masa.app.demo import DemoReport, demo_settings, run_demo, tiny_llm
 
 app = typer.Typer()
 
 
-@app.command("demo")
+@app.command(
+    "demo",
+    epilog=examples(
+        "masa demo",
+        "masa demo --requests 1000 --seed 3 --no-llm",
+        "masa --home /tmp/masa-demo demo --json",
+    ),
+)
 def demo(
     ctx: typer.Context,
     requests: int = typer.Option(

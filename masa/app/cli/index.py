@@ -10,18 +10,27 @@ from masa.app.cli.common import (
     JsonOption,
     StopFlag,
     err_console,
+    examples,
     out_console,
     print_json,
     settings,
     table,
 )
+from masa.app.failures import with_retries
 from masa.app.keys import load_keystore, password_from
 from masa.app.wiring import open_bus, open_web3, run_indexer
 
 app = typer.Typer()
 
 
-@app.command("index")
+@app.command(
+    "index",
+    epilog=examples(
+        "masa keys new --for indexer       # once: the key 'masa index' signs with",
+        "MASA_CHAIN__RPC_URL=https://rpc.example.org masa index",
+        "masa index --until-head --json",
+    ),
+)
 def index(
     ctx: typer.Context,
     until_head: bool = typer.Option(
@@ -45,7 +54,11 @@ def index(
     deployment = Deployment.load(config.deployment_path)
     account = load_keystore(config.indexer_keystore_path, password_from())
     w3 = open_web3(config)
-    deployment.verify(w3)
+    with_retries(
+        f"the chain RPC at {config.chain.rpc_url}",
+        lambda: deployment.verify(w3),
+        budget_s=config.retry_budget_s,
+    )
     bus = open_bus(config)
     stop = StopFlag()
     start = config.chain.start_block or deployment.start_block

@@ -12,17 +12,26 @@ from masa.app.cli.common import (
     JsonOption,
     StopFlag,
     err_console,
+    examples,
     out_console,
     print_json,
     settings,
     table,
 )
 from masa.app.wiring import ingest_config, open_bus, open_store
+from masa.errors import RetryableError
 
 app = typer.Typer()
 
 
-@app.command("ingest")
+@app.command(
+    "ingest",
+    epilog=examples(
+        "masa ingest                      # until Ctrl-C or SIGTERM",
+        "masa ingest --until-idle 5 --json",
+        "MASA_STORE__BACKEND=postgres MASA_BUS__BACKEND=kafka masa ingest",
+    ),
+)
 def ingest(
     ctx: typer.Context,
     until_idle: float | None = typer.Option(
@@ -67,10 +76,20 @@ def ingest(
         if live is not None:
             live.start()
         ingestor.run(should_stop, on_batch)
+    except RetryableError as exc:
+        raise RetryableError(
+            f"ingest gave up after {config.retry_budget_s:g}s of failures ({exc});"
+            f" {ingestor.stats['stored']} stored before; nothing is lost, rerun once fixed"
+        ) from exc
     finally:
         if live is not None:
             live.stop()
         store.close()
+    if ingestor.failing is not None:
+        raise RetryableError(
+            f"ingest stopped while writes were failing ({ingestor.failing});"
+            f" {ingestor.stats['stored']} stored before; nothing is lost, rerun once fixed"
+        )
     summary = dict(sorted(ingestor.stats.items()))
     if as_json:
         print_json(summary)

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from masa.app.cli.common import JsonOption, StopFlag, out_console, print_json, settings, table
+from masa.app.cli.common import (
+    JsonOption,
+    StopFlag,
+    examples,
+    out_console,
+    print_json,
+    settings,
+    table,
+)
 from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
 from masa.app.settings import Settings
 from masa.app.wiring import open_bus, open_web3, worker_config
@@ -20,7 +28,14 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Run a worker node.", no_args_is_help=True)
 
 
-@app.command("run")
+@app.command(
+    "run",
+    epilog=examples(
+        "masa keys new                     # once: <home>/keys/worker.json",
+        "MASA_BUS__BACKEND=kafka masa worker run",
+        "MASA_WORKER__LLM_MODEL_PATH=/models/tiny masa worker run --json",
+    ),
+)
 def run(
     ctx: typer.Context,
     password_env: str = typer.Option(

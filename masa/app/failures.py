@@ -1,0 +1,157 @@
+"""Failures at the shell's edge: library errors an adapter let escape, turned into the error
+tree once, and the one retry policy for a service that does not answer.
+
+Adapters are meant to translate their library's errors themselves (``raise ... from exc``);
+``translate`` is the net under them, so that the CLI still prints one line and the exit code
+of the error's kind.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from masa.errors import MasaError, PermanentError, RetryableError
+
+log = logging.getLogger("masa")
+T = TypeVar("T")
+
+FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 8.0
+STILL_WAITING_S = 5.0
+
+_NO_SPACE = ("disk is full", "database or disk is full", "no space left")
+_READ_ONLY = ("readonly database", "read-only file system", "permission denied")
+
+
+def translate(exc: BaseException) -> MasaError | None:
+    """The project's error for ``exc``, or None where it is no known kind of failure."""
+    if isinstance(exc, MasaError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    lowered = text.lower()
+    if any(word in lowered for word in _NO_SPACE):
+        return RetryableError(f"no space left on the device ({text}); free some and rerun")
+    if "disk i/o error" in lowered:
+        return RetryableError(f"{text} (is the disk full or failing?); fix it and rerun")
+    if any(word in lowered for word in _READ_ONLY):
+        return PermanentError(f"cannot write: {text}; check the path's permissions and mount")
+    if isinstance(exc, OSError):
+        return _os_error(exc, text)
+    for kind in _retryable_kinds():
+        if isinstance(exc, kind):
+            return RetryableError(f"service unavailable: {_innermost(text)}")
+    for kind in _permanent_kinds():
+        if isinstance(exc, kind):
+            return PermanentError(text)
+    return None
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^\"')(]+")
+
+
+def _innermost(text: str) -> str:
+    """``[Errno 111] Connection refused`` out of urllib3's nested reprs, else ``text``."""
+    found = _ERRNO.findall(text)
+    return found[-1].strip() if found else text
+
+
+def _os_error(exc: OSError, text: str) -> MasaError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RetryableError(f"no space left on the device ({text}); free some and rerun")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermanentError(f"cannot write: {text}; check the path's permissions and mount")
+    return RetryableError(f"service unavailable: {_innermost(text)}")
+
+
+def _retryable_kinds() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = [TimeoutError, ConnectionError, sqlite3.OperationalError]
+    try:
+        from eventsourcing.persistence import InterfaceError, OperationalError
+
+        kinds += [OperationalError, InterfaceError]
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import Timeout
+
+        kinds += [RequestsConnectionError, Timeout]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
+
+
+def _permanent_kinds() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = [sqlite3.DatabaseError]
+    try:
+        from eventsourcing.persistence import PersistenceError
+
+        kinds.append(PersistenceError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
+
+
+def with_retries(
+    what: str,
+    attempt: Callable[[], T],
+    *,
+    budget_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``attempt()``; a retryable failure is retried with a doubling delay (a ``retrying in``
+    warning each time) until ``budget_s`` is spent, then raised as one ``RetryableError``.
+    An attempt still running after a few seconds says so: no silent waits."""
+    delay = FIRST_DELAY_S
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            with still_waiting(what):
+                return _translated(attempt)
+        except RetryableError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                spent = f" (retried for {budget_s:g}s)" if budget_s else ""
+                raise RetryableError(f"{what}: {exc}{spent}; rerun once it is back") from exc
+            wait = min(delay, left)
+            log.warning("%s: %s; retrying in %.1fs", what, exc, wait)
+            sleep(wait)
+            delay = min(delay * 2, MAX_DELAY_S)
+
+
+def _translated(attempt: Callable[[], T]) -> T:
+    try:
+        return attempt()
+    except MasaError:
+        raise
+    except Exception as exc:
+        translated = translate(exc)
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+@contextmanager
+def still_waiting(what: str, every_s: float = STILL_WAITING_S) -> Iterator[None]:
+    """Log ``still waiting for <what>`` every ``every_s`` seconds while the block runs."""
+    started = time.monotonic()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            log.warning("still waiting for %s (%.0fs)", what, time.monotonic() - started)
+
+    watcher = threading.Thread(target=watch, name="still-waiting", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
