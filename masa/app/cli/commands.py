@@ -12,6 +12,7 @@ from masa.app.cli import (
     ingest,
     keys,
     project,
+    settle_verify,
     worker,
 )
 
@@ -26,3 +27,4 @@ app.add_typer(chain.node_app, name="node")
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(project.app, name="project")
+app.add_typer(settle_verify.app, name="settle")
