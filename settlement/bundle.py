@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+import os
+import shutil
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,11 +39,11 @@ from uuid import UUID
 
 import orjson
 
-from indexer.events import parse_event
+from indexer.events import Role, parse_event
 from indexer.events import types as t
 from indexer.events.fields import format_timestamp
 from indexer.store.log import LoggedEvent, UndecodableEvent, decode_record
-from masa.errors import EventRejected, MasaError, PermanentError
+from masa.errors import ConfigurationError, EventRejected, MasaError, PermanentError
 from settlement.compute import Settled, settle_all
 from settlement.inputs import RewardParameters
 
@@ -57,6 +59,8 @@ HASHED_FILES = (EVENTS, PARAMETERS, STATEMENT, TREE)
 CHAIN_EPOCH_OFFSET = 1
 """Ledger epoch ``e`` is posted as the distributor's epoch ``e + 1`` (its first is 1)."""
 _NEVER = datetime.max.replace(tzinfo=UTC)
+TRUSTED_ROLES = (Role.INDEXER, Role.GOVERNOR, Role.SETTLER)
+"""Roles trusted by setting, not by stake: a manifest may name their keys."""
 
 
 class EpochNotClosed(PermanentError):
@@ -93,19 +97,25 @@ def settle_through(events: Iterable[LoggedEvent], epoch: int) -> tuple[Settled, 
     raise EpochNotClosed(f"epoch {epoch} is not closed in the events read ({len(seen)} events)")
 
 
-def export_bundle(events: Iterable[LoggedEvent], epoch: int, directory: Path) -> ExportedBundle:
-    """Write the bundle of ``epoch`` from ``events`` (in store order) into ``directory``."""
+def export_bundle(
+    events: Iterable[LoggedEvent],
+    epoch: int,
+    directory: Path,
+    trusted: Mapping[Role, Collection[str]] | None = None,
+) -> ExportedBundle:
+    """Write the bundle of ``epoch`` from ``events`` (in store order) into ``directory``, which
+    must not exist or be empty. ``trusted`` names the keys ingest trusts as indexer, governor
+    and settler; the verifier then also checks that those events come from them."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ConfigurationError(f"{directory} exists and is not an empty folder")
     settled, used = settle_through(events, epoch)
     assert used[-1].position == settled.close_position
-    directory.mkdir(parents=True, exist_ok=True)
     contents = {
         EVENTS: b"".join(event_line(event) + b"\n" for event in used),
         PARAMETERS: _pretty(parameters_json(settled.inputs.parameters)),
         STATEMENT: settled.statement.canonical_bytes(),
         TREE: _pretty(settled.statement.dump() if settled.statement.lines else None),
     }
-    for name, data in contents.items():
-        (directory / name).write_bytes(data)
     manifest = {
         "format": BUNDLE_FORMAT,
         "epoch": epoch,
@@ -118,8 +128,22 @@ def export_bundle(events: Iterable[LoggedEvent], epoch: int, directory: Path) ->
         "events": len(used),
         "files": {name: _file_entry(data) for name, data in contents.items()},
     }
-    (directory / MANIFEST).write_bytes(_pretty(manifest))
+    if trusted is not None:
+        manifest["trusted"] = {str(r): sorted(trusted.get(r, ())) for r in TRUSTED_ROLES}
+    _write_atomically(directory, {**contents, MANIFEST: _pretty(manifest)})
     return ExportedBundle(directory, settled, len(used), manifest)
+
+
+def _write_atomically(directory: Path, contents: Mapping[str, bytes]) -> None:
+    """All files or none: written beside ``directory``, then renamed into place."""
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, data in contents.items():
+        (partial / name).write_bytes(data)
+    if directory.exists():
+        directory.rmdir()
+    os.replace(partial, directory)
 
 
 def event_line(event: LoggedEvent) -> bytes:
@@ -178,6 +202,7 @@ class BundleReport:
     events: int = 0
     recomputed_root: str | None = None
     recomputed_hash: str | None = None
+    trusted_checked: bool = False
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -190,6 +215,7 @@ class BundleReport:
             return (
                 f"bundle ok: epoch {self.epoch} (chain epoch {self.chain_epoch}), {self.events} "
                 f"events, root {self.root}, statement {self.statement_hash}"
+                + ("" if self.trusted_checked else " (the manifest names no trusted keys)")
             )
         more = f" (and {len(self.reasons) - 1} more)" if len(self.reasons) > 1 else ""
         return f"bundle FAILED: {self.reasons[0]}{more}"
@@ -205,6 +231,7 @@ class BundleReport:
             "events": self.events,
             "recomputed_root": self.recomputed_root,
             "recomputed_statement_hash": self.recomputed_hash,
+            "trusted_checked": self.trusted_checked,
             "reasons": self.reasons,
         }
 
@@ -216,7 +243,7 @@ def verify_bundle(directory: Path) -> BundleReport:
         manifest = _read_manifest(directory, report)
         files = {name: _read(directory / name) for name in HASHED_FILES}
         _check_hashes(manifest, files, report)
-        events = _events(files[EVENTS], report)
+        events = _events(files[EVENTS], report, _trusted(manifest, report))
         if events is not None:
             _recompute(events, manifest, files, report)
     except _Fatal as fatal:
@@ -271,14 +298,28 @@ def _check_hashes(manifest: dict[str, Any], files: dict[str, bytes], report: Bun
             )
 
 
-def _events(data: bytes, report: BundleReport) -> list[LoggedEvent] | None:
-    """The lines as stored events, each envelope's signature checked; None if unusable."""
+def _trusted(manifest: dict[str, Any], report: BundleReport) -> dict[str, set[str]] | None:
+    trusted = manifest.get("trusted")
+    if trusted is None:
+        return None
+    report.trusted_checked = True
+    try:
+        return {str(role): {str(k).lower() for k in trusted[str(role)]} for role in TRUSTED_ROLES}
+    except (KeyError, TypeError) as exc:
+        raise _Fatal(f"{MANIFEST}: malformed trusted keys: {exc!r}") from exc
+
+
+def _events(
+    data: bytes, report: BundleReport, trusted: dict[str, set[str]] | None
+) -> list[LoggedEvent] | None:
+    """The lines as stored events, each envelope's signature checked (and, when the manifest
+    names them, the producer of each trusted-role event among its keys); None if unusable."""
     events: list[LoggedEvent] = []
     bad = len(report.reasons)
     ids: set[UUID] = set()
     for number, raw in enumerate(data.splitlines(), start=1):
         try:
-            event = _event(raw)
+            event = _event(raw, trusted)
         except (_LineError, MasaError) as exc:
             report.reasons.append(f"{EVENTS} line {number}: {exc}")
             continue
@@ -299,7 +340,7 @@ class _LineError(Exception):
     pass
 
 
-def _event(raw: bytes) -> LoggedEvent:
+def _event(raw: bytes, trusted: dict[str, set[str]] | None) -> LoggedEvent:
     try:
         line = orjson.loads(raw)
         position, stream = int(line["position"]), UUID(line["stream_id"])
@@ -310,6 +351,16 @@ def _event(raw: bytes) -> LoggedEvent:
         checked = parse_event(orjson.dumps(envelope), now=_NEVER, max_clock_skew=timedelta(0))
     except EventRejected as exc:
         raise _LineError(f"event {envelope.get('id')} at position {position}: {exc}") from exc
+    role = checked.event_type.role
+    if (
+        trusted is not None
+        and role in TRUSTED_ROLES
+        and checked.envelope.producer not in trusted[role]
+    ):
+        raise _LineError(
+            f"event {checked.envelope.id} at position {position}: {checked.envelope.type} by "
+            f"{checked.envelope.producer}, not a trusted {role} of the manifest"
+        )
     if checked.stream_id != stream:
         raise _LineError(
             f"event {checked.envelope.id} at position {position}: stream {stream} is not its "

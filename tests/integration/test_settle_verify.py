@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from typer.testing import CliRunner, Result
@@ -30,11 +31,12 @@ from web3 import Web3
 
 from contracts.client import MasaClient
 from contracts.deploy import DeployParams, deploy_all
-from indexer.events import SignedMessage, make_event
+from indexer.events import Role, SignedMessage, make_event
 from indexer.events.fields import format_timestamp
 from indexer.store.log import LoggedEvent
 from masa.app.settings import Settings
 from masa.app.synthetic import Participants
+from masa.errors import ConfigurationError
 from settlement.bundle import MANIFEST, EpochNotClosed, export_bundle, verify_bundle
 from settlement.compute import Settled, settle_all
 from tests.integration.conftest import Harness
@@ -284,8 +286,15 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
 @pytest.fixture(scope="module")
 def bundles(ledger: Ledger, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     root = tmp_path_factory.mktemp("bundles")
+    i = ledger.harness.settings.ingest
+    trusted = {
+        Role.INDEXER: i.trusted_indexers,
+        Role.GOVERNOR: i.trusted_governors,
+        Role.SETTLER: i.trusted_settlers,
+    }
     return {
-        e: export_bundle(iter(ledger.events), e, root / f"epoch-{e}").directory for e in (0, 1, 2)
+        e: export_bundle(iter(ledger.events), e, root / f"epoch-{e}", trusted).directory
+        for e in (0, 1, 2)
     }
 
 
@@ -369,6 +378,12 @@ def test_cli_export_and_verify_bundle_match_the_library(ledger: Ledger, tmp_path
     checked = ledger.masa("settle", "verify", "--bundle", str(directory))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.startswith("bundle ok: epoch 1")
+    assert "names no trusted keys" not in checked.stdout
+    assert json.loads((directory / MANIFEST).read_text())["trusted"]["governor"] == [
+        ledger.people.governor.address.lower()  # type: ignore[union-attr]
+    ]
+    taken = ledger.cli("settle", "export", "--epoch", "1", str(directory))
+    assert isinstance(taken.exception, ConfigurationError)
     missing = ledger.cli("settle", "export", "--epoch", "7", str(tmp_path / "none"))
     assert isinstance(missing.exception, EpochNotClosed)
     assert "epoch 7 is not closed" in str(missing.exception)
@@ -418,6 +433,24 @@ def test_a_changed_amount_breaks_its_signature(
     line, reasons = _failed(careless)
     assert line.startswith("bundle FAILED: events.jsonl: sha256 ")
     assert any("bad_signature" in r for r in reasons)
+
+
+def test_parameters_re_signed_by_an_untrusted_key_fail(
+    bundles: dict[int, Path], tmp_path: Path
+) -> None:
+    forged = _copy(bundles[0], tmp_path, "governed")
+    lines = _lines(forged)
+    target = next(x for x in lines if x["envelope"]["type"] == "ParametersSet")
+    envelope = target["envelope"]
+    payload = {**envelope["payload"], "emission_per_epoch": str(10**9 * TOKEN)}
+    message = make_event(
+        Account.create(), "ParametersSet", payload, event_id=uuid.UUID(envelope["id"]),
+        occurred_at=datetime.fromisoformat(envelope["occurred_at"]),
+    )  # fmt: skip
+    target["envelope"] = orjson.loads(message.value)
+    _rewrite(forged, "events.jsonl", _dump(lines))
+    line, _ = _failed(forged)
+    assert "ParametersSet by " in line and "not a trusted governor of the manifest" in line
 
 
 def test_a_removed_event_gives_another_root(

@@ -17,8 +17,9 @@ from typing import Any
 
 import typer
 
-from contracts.client import MasaClient
+from contracts.client import DistributorState, MasaClient
 from contracts.deploy import Deployment
+from indexer.events import Role
 from indexer.events.fields import parse_address
 from indexer.store.log import EventLog
 from masa.app.cli.common import JsonOption, out_console, print_json, settings
@@ -78,9 +79,13 @@ class PostedRoot:
 
 
 def posted_roots(client: MasaClient) -> dict[int, PostedRoot]:
-    """Every root the distributor posted, by chain epoch, read from its ``RootPosted`` logs."""
+    """Every root the distributor posted, by chain epoch, read from its ``RootPosted`` logs
+    up to one block, and checked against its ``currentEpoch()`` and ``root()`` there."""
+    state = client.distributor_state()
     start = client.deployment.distributor.block_number
-    logs = client.distributor.events.RootPosted().get_logs(from_block=start, to_block="latest")
+    logs = client.distributor.events.RootPosted().get_logs(
+        from_block=start, to_block=state.block_number
+    )
     posted: dict[int, PostedRoot] = {}
     for log in logs:
         args = log["args"]
@@ -95,7 +100,21 @@ def posted_roots(client: MasaClient) -> dict[int, PostedRoot]:
             block_number=int(log["blockNumber"]),
             tx_hash=log["transactionHash"].to_0x_hex(),
         )
+    _check_logs_against_state(posted, state)
     return posted
+
+
+def _check_logs_against_state(posted: dict[int, PostedRoot], state: DistributorState) -> None:
+    if sorted(posted) != list(range(1, state.current_epoch + 1)):
+        raise ChainError(
+            f"the distributor's currentEpoch() is {state.current_epoch} but its RootPosted logs "
+            f"are for chain epochs {sorted(posted)}; is the deployment file for this chain?"
+        )
+    if state.current_epoch and posted[state.current_epoch].root != state.root:
+        raise ChainError(
+            f"the distributor's root() {state.root} is not the last RootPosted root "
+            f"{posted[state.current_epoch].root}"
+        )
 
 
 @dataclass(frozen=True)
@@ -212,8 +231,15 @@ def export(
     Examples:
       masa settle export --epoch 3 ./bundle-3
     """
-    with _event_log(settings(ctx)) as log:
-        bundle = export_bundle(log.iterate(), epoch, directory)
+    config = settings(ctx)
+    i = config.ingest
+    trusted = {
+        Role.INDEXER: i.trusted_indexers,
+        Role.GOVERNOR: i.trusted_governors,
+        Role.SETTLER: i.trusted_settlers,
+    }
+    with _event_log(config) as log:
+        bundle = export_bundle(log.iterate(), epoch, directory, trusted)
     if as_json:
         print_json({"directory": str(directory), **bundle.manifest})
         return
@@ -391,7 +417,7 @@ def _proof_report(
     epoch: int,
     current: Settled,
     previous: Settled | None,
-    state: Any,
+    state: DistributorState,
 ) -> dict[str, Any]:
     line = current.statement.line(who)
     cumulative = 0 if line is None else line.cumulative
