@@ -384,6 +384,12 @@ def test_cli_export_and_verify_bundle_match_the_library(ledger: Ledger, tmp_path
     ]
     taken = ledger.cli("settle", "export", "--epoch", "1", str(directory))
     assert isinstance(taken.exception, ConfigurationError)
+    assert ledger.cli("settle", "verify").exit_code == 2
+    assert ledger.cli("settle", "verify", "--all", "--bundle", str(directory)).exit_code == 2
+    (directory / "tree.json").write_text("null\n")
+    broken = ledger.cli("settle", "verify", "--bundle", str(directory))
+    assert broken.exit_code == 1
+    assert broken.stdout.startswith("bundle FAILED: tree.json: sha256 ")
     missing = ledger.cli("settle", "export", "--epoch", "7", str(tmp_path / "none"))
     assert isinstance(missing.exception, EpochNotClosed)
     assert "epoch 7 is not closed" in str(missing.exception)
@@ -561,6 +567,9 @@ def test_verify_agrees_with_the_chain_then_catches_a_changed_stored_event(
     assert int(claim["claimable"]) == s2.line(w0).earned  # type: ignore[union-attr]
     assert claim["proof"] == s2.proof(w0) and claim["previous"]["accepted"] is True
     assert client.claim(w0, int(claim["cumulative"]), claim["proof"]) == int(claim["claimable"])
+    text = ledger.cli("settle", "proof", w0, env=env)
+    assert text.exit_code == 0, text.output
+    assert "claimable 0 against root" in text.stdout and "previous root accepts" in text.stdout
 
     # change one stored event behind ingest's back: the recomputation no longer matches
     _tamper_stored(ledger, ledger.ids["r2:sub"], lambda p: {**p, "fee": str(9 * TOKEN)})

@@ -22,7 +22,7 @@ from contracts.deploy import Deployment
 from indexer.events import Role
 from indexer.events.fields import parse_address
 from indexer.store.log import EventLog
-from masa.app.cli.common import JsonOption, out_console, print_json, settings
+from masa.app.cli.common import JsonOption, print_json, settings
 from masa.app.settings import Settings
 from masa.app.wiring import open_event_log, open_web3
 from masa.errors import ChainError, ConfigurationError, PermanentError
@@ -244,10 +244,9 @@ def export(
         print_json({"directory": str(directory), **bundle.manifest})
         return
     m = bundle.manifest
-    out_console.print(
+    typer.echo(
         f"epoch {epoch} (chain epoch {m['chain_epoch']}): {bundle.events} events to "
-        f"{directory}, root {m['root']}, statement {m['statement_hash']}",
-        highlight=False,
+        f"{directory}, root {m['root']}, statement {m['statement_hash']}"
     )
 
 
@@ -285,7 +284,9 @@ def verify(
         )
     else:
         for check in checks:
-            out_console.print(check.line(), highlight=False, soft_wrap=True)
+            typer.echo(check.line())
+        if not checks:
+            typer.echo("no epoch is closed in the store and no root is posted on chain")
     if any(c.failed for c in checks):
         raise typer.Exit(1)
 
@@ -400,14 +401,12 @@ def proof(
     if as_json:
         print_json(report)
         return
-    out_console.print(
+    typer.echo(
         f"{who}: cumulative {report['cumulative']} wei, claimed {report['claimed']}, "
         f"claimable {report['claimable']} against root {report['root']} (epoch {epoch}, chain "
         f"epoch {state.current_epoch}); proof [{', '.join(report['proof'])}]; previous root "
         f"{'accepts' if report['previous']['accepted'] else 'does not accept'} "
-        f"its previous proof",
-        highlight=False,
-        soft_wrap=True,
+        f"its previous proof"
     )
 
 
