@@ -81,6 +81,17 @@ def decode_stored(
     """The typed event of one stored event; raises ``UndecodableEvent``."""
     try:
         data = orjson.loads(state)
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableEvent(f"event at position {position} cannot be decoded: {exc}") from exc
+    return decode_record(position, originator_id, originator_version, data)
+
+
+def decode_record(
+    position: int, originator_id: UUID, originator_version: int, data: Any
+) -> LoggedEvent:
+    """The typed event of a stored event's state already read as JSON (``{"envelope",
+    "ingest"}``), as a bundle carries it; raises ``UndecodableEvent``."""
+    try:
         envelope, ingest = data["envelope"], data["ingest"]
         name, version = envelope["type"], envelope["version"]
         if lookup(name, version) is None:
@@ -108,7 +119,7 @@ def decode_stored(
         )
     except UndecodableEvent:
         raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise UndecodableEvent(f"event at position {position} cannot be decoded: {exc}") from exc
 
 

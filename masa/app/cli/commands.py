@@ -13,6 +13,7 @@ from masa.app.cli import (
     keys,
     project,
     serve,
+    settle_verify,
     store,
     worker,
 )
@@ -29,3 +30,4 @@ app.add_typer(chain.node_app, name="node")
 app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(project.app, name="project")
+app.add_typer(settle_verify.app, name="settle")
