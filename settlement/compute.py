@@ -98,16 +98,16 @@ def _workers(state: LedgerState, epoch: int) -> Iterator[WorkerEpoch]:
             continue
         finalized = state.node_finalized_block(node)
         uptime = state["node_uptime"].get(node, epoch)
-        in_window = tuple(
+        stake_history = tuple(  # the logs that set its stake up to the epoch's end
             f.event_id for f in facts
-            if window[0] <= f.block_time < window[1] and f.event_id not in state.retracted
+            if f.block_time < window[1] and f.event_id not in state.retracted
         )  # fmt: skip
         yield WorkerEpoch(
             address=node,
             uptime_ppm=uptime["uptime_ppm"] if uptime else 0,
             lowest_stake=lowest_active_stake(facts, state.retracted, finalized, window),
             slashed=slashed_during(facts, state.retracted, finalized, window),
-            evidence_event_ids=in_window,
+            evidence_event_ids=stake_history,
         )
 
 
