@@ -13,8 +13,10 @@ const FEE_PARTS = [["worker_part", "workers", "#4f46e5"], ["data_part", "data", 
 const WEI = 10n ** 18n;
 const HEATMAP_NODES = 40;
 
-const state = { asOf: "", updates: 0, loading: null, again: false, epochs: [] };
+const state = { asOf: "", updates: 0, loading: null, again: false, epochs: [], data: null };
 const $ = (id) => document.getElementById(id);
+/* charts are drawn at their box's pixel width, so text stays 11 px at every screen size */
+const widthOf = (id) => Math.max(260, Math.floor($(id).clientWidth || 560));
 
 function esc(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
@@ -37,7 +39,8 @@ function compact(n) {
   if (Math.abs(n) >= 1e4) return `${(n / 1e3).toFixed(1)}k`;
   return Number.isInteger(n) ? n.toLocaleString("en-US") : n.toFixed(1);
 }
-function ms(v) { return v === null || v === undefined ? "–" : `${Math.round(v).toLocaleString("en-US")} ms`; }
+function ms(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
+function duration(v) { return v >= 1000 ? `${(v / 1000).toFixed(v % 1000 ? 1 : 0)} s` : `${Math.round(v)} ms`; }
 function niceMax(v) {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
@@ -77,7 +80,7 @@ function columns(values, { width = 560, height = 190, color = "#4f46e5", labels 
   const plotW = width - left - 6, plotH = height - top - bottom;
   const step = plotW / Math.max(1, values.length);
   const bar = Math.max(1, step * 0.72);
-  let svg = `<svg viewBox="0 0 ${width} ${height}" role="img">`;
+  let svg = `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img">`;
   for (const f of [0, 0.5, 1]) {
     const y = top + plotH * (1 - f);
     svg += `<line x1="${left}" x2="${width - 6}" y1="${y}" y2="${y}" stroke="#e2e8f0"/>`;
@@ -103,7 +106,7 @@ function stacked(groups, keys, { width = 560, height = 200, format = compact } =
   const plotW = width - left - 6, plotH = height - top - bottom;
   const step = plotW / Math.max(1, groups.length);
   const bar = Math.min(56, Math.max(2, step * 0.6));
-  let svg = `<svg viewBox="0 0 ${width} ${height}" role="img">`;
+  let svg = `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img">`;
   for (const f of [0, 0.5, 1]) {
     const y = top + plotH * (1 - f);
     svg += `<line x1="${left}" x2="${width - 6}" y1="${y}" y2="${y}" stroke="#e2e8f0"/>`;
@@ -126,25 +129,32 @@ function stacked(groups, keys, { width = 560, height = 200, format = compact } =
   return `${svg}</svg>`;
 }
 
-function statusBars(byStatus) {
+function statusBars(byStatus, byRole, width) {
   const entries = Object.entries(byStatus).sort((a, b) => b[1] - a[1]);
   if (!entries.length) return empty("No nodes yet");
+  const roles = Object.entries(byRole).map(([r, n]) => [r === "None" ? "no role" : r, n])
+    .sort((a, b) => b[1] - a[1]);
   const total = entries.reduce((s, [, n]) => s + n, 0);
-  const width = 560, row = 30, height = entries.length * row + 40;
-  let svg = `<svg viewBox="0 0 ${width} ${height}" role="img">`;
+  const row = 28, height = 30 + (entries.length + roles.length) * row + 34;
+  let svg = `<svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img">`;
   let x = 0;
   for (const [status, n] of entries) {
     const w = (width * n) / total;
-    svg += `<rect x="${x.toFixed(1)}" y="0" width="${w.toFixed(1)}" height="18" fill="${STATUS_COLORS[status] || "#64748b"}"><title>${esc(status)}: ${n}</title></rect>`;
+    svg += `<rect x="${x.toFixed(1)}" y="0" width="${w.toFixed(1)}" height="12" fill="${STATUS_COLORS[status] || "#64748b"}"><title>${esc(status)}: ${n}</title></rect>`;
     x += w;
   }
-  entries.forEach(([status, n], i) => {
-    const y = 36 + i * row;
+  const bars = (list, y0, color) => list.forEach(([name, n], i) => {
+    const y = y0 + i * row;
     const w = Math.max(2, ((width - 190) * n) / total);
-    svg += `<text class="label" x="0" y="${y + 13}">${esc(status.replace("_", " "))}</text>`;
-    svg += `<rect x="110" y="${y}" width="${w.toFixed(1)}" height="18" rx="3" fill="${STATUS_COLORS[status] || "#64748b"}"/>`;
+    svg += `<text class="label" x="0" y="${y + 13}">${esc(name.replace("_", " "))}</text>`;
+    svg += `<rect x="110" y="${y}" width="${w.toFixed(1)}" height="18" rx="3" fill="${color(name)}"/>`;
     svg += `<text x="${(116 + w).toFixed(1)}" y="${y + 13}">${n} · ${Math.round((100 * n) / total)}%</text>`;
   });
+  svg += `<text x="0" y="28">by status</text>`;
+  bars(entries, 36, (name) => STATUS_COLORS[name] || "#64748b");
+  const y1 = 36 + entries.length * row + 18;
+  svg += `<text x="0" y="${y1 - 8}">by role</text>`;
+  bars(roles, y1, (name) => (name === "worker" ? "#4f46e5" : name === "oracle" ? "#0ea5e9" : "#cbd5e1"));
   return `${svg}</svg>`;
 }
 
@@ -155,9 +165,9 @@ function heatmap(rows) {
   const nodes = [...new Set(rows.map((r) => r.node))].sort().slice(0, HEATMAP_NODES);
   const cell = new Map(rows.map((r) => [`${r.node}:${r.epoch}`, r]));
   const left = 104, top = 20, ch = 22;
-  const cw = Math.max(28, Math.min(64, (1100 - left) / Math.max(1, epochs.length)));
-  const width = Math.max(560, left + cw * epochs.length + 4), height = top + ch * nodes.length + 4;
-  let svg = `<svg viewBox="0 0 ${width} ${height}" role="img" style="min-width:${Math.min(width, left + cw * epochs.length + 4)}px">`;
+  const cw = Math.max(30, Math.min(110, (widthOf("chart-uptime") - left - 4) / Math.max(1, epochs.length)));
+  const width = left + cw * epochs.length + 4, height = top + ch * nodes.length + 4;
+  let svg = `<svg class="fixed" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img">`;
   epochs.forEach((e, j) => {
     svg += `<text x="${left + j * cw + cw / 2}" y="13" text-anchor="middle">e${e}</text>`;
   });
@@ -188,20 +198,22 @@ function heatmap(rows) {
 function drawOverview(o) {
   $("kpi-nodes").textContent = o.nodes.total.toLocaleString("en-US");
   const staked = o.nodes.by_status.staked || 0;
-  $("kpi-nodes-note").textContent = `${staked} staked · ${Object.keys(o.nodes.by_status).length} statuses`;
+  $("kpi-nodes-note").textContent = `${staked} staked · ${o.nodes.by_role.worker || 0} workers · ${o.nodes.by_role.oracle || 0} oracles`;
   $("kpi-stake").textContent = tokens(o.stake.active_stake);
   $("kpi-stake-note").textContent = `MASA active · ${tokens(o.stake.locked_stake)} locked`;
   $("kpi-rpm").textContent = compact(o.requests.per_minute);
   $("kpi-rpm-note").textContent = `${o.requests.total.toLocaleString("en-US")} requests · ${o.requests.last_minute} this minute`;
-  $("kpi-lag").textContent = `${o.projection.lag_events} ev`;
-  $("kpi-lag-note").textContent = `${o.projection.lag_seconds.toFixed(2)} s behind the store`;
+  $("kpi-lag").textContent = `${o.projection.lag_events.toLocaleString("en-US")}`;
+  $("kpi-lag-note").textContent = `events behind · last batch ${o.projection.lag_seconds.toFixed(2)} s`;
   $("position").textContent = o.projection.position;
-  $("chart-status").innerHTML = statusBars(o.nodes.by_status);
+  $("chart-status").innerHTML = statusBars(o.nodes.by_status, o.nodes.by_role, widthOf("chart-status"));
   const series = o.requests.throughput;
-  const labels = series.map((p, i) => [i, p.minute.slice(11, 16)]).filter((_, i) => i % 10 === 0);
-  $("chart-rpm").innerHTML = series.some((p) => p.requests) || series.length
+  const width = widthOf("chart-rpm");
+  const every = width < 420 ? 20 : 10;
+  const labels = series.map((p, i) => [i, p.minute.slice(11, 16)]).filter((_, i) => i % every === 0);
+  $("chart-rpm").innerHTML = series.length
     ? columns(series.map((p) => ({ label: p.minute, value: p.requests,
-      title: `${p.minute.slice(11, 16)} UTC: ${p.requests} requests` })), { labels })
+      title: `${p.minute.slice(11, 16)} UTC: ${p.requests} requests` })), { labels, width })
     : empty("No requests yet");
 }
 
@@ -213,7 +225,8 @@ function drawLatency(items) {
   const groups = items.map((k) => ({ label: k.kind, parts: { p50: k.p50_ms || 0, p95: Math.max(0, (k.p95_ms || 0) - (k.p50_ms || 0)) } }));
   $("chart-latency").innerHTML = items.length
     ? stacked(groups, [["p50", "p50", "#4f46e5"], ["p95", "p95 (above p50)", "#a5b4fc"]],
-      { height: 150, format: (v) => `${compact(v)} ms` }) + legend([["p50", "#4f46e5"], ["p95", "#a5b4fc"]])
+      { height: 150, format: duration, width: widthOf("chart-latency") }) +
+      legend([["p50", "#4f46e5"], ["p95", "#a5b4fc"]])
     : empty("No closed requests yet");
 }
 
@@ -222,7 +235,7 @@ function drawFees(items) {
   const groups = items.map((f) => ({ label: `e${f.epoch}`, parts: Object.fromEntries(
     FEE_PARTS.map(([k]) => [k, tokenNumber(f[k])])) }));
   const total = items.reduce((s, f) => s + BigInt(f.fees_paid || "0"), 0n);
-  $("chart-fees").innerHTML = stacked(groups, FEE_PARTS, { format: (v) => compact(v) }) +
+  $("chart-fees").innerHTML = stacked(groups, FEE_PARTS, { format: (v) => compact(v), width: widthOf("chart-fees") }) +
     legend(FEE_PARTS.map(([, label, color]) => [label, color])) +
     `<p class="hint">paid ${tokens(total.toString())} MASA in ${items.reduce((s, f) => s + f.paid_requests, 0)} requests</p>`;
 }
@@ -234,7 +247,7 @@ function drawAttribution(items) {
   const epochs = [...new Set(items.map((a) => a.epoch))].sort((a, b) => a - b);
   const groups = epochs.map((e) => ({ label: `e${e}`, parts: Object.fromEntries(
     items.filter((a) => a.epoch === e).map((a) => [a.contributor, a.units])) }));
-  $("chart-attribution").innerHTML = stacked(groups, keys, { width: 1100, height: 220 }) +
+  $("chart-attribution").innerHTML = stacked(groups, keys, { width: widthOf("chart-attribution"), height: 220 }) +
     legend(keys.map(([c, label, color]) => [`${label} ${compact(items.filter((a) => a.contributor === c).reduce((s, a) => s + a.units, 0))}`, color]));
 }
 
@@ -249,6 +262,16 @@ function drawEpochs(epochs) {
   select.value = numbers.includes(Number(chosen)) ? chosen : "";
 }
 
+function draw() {
+  const d = state.data;
+  if (!d) return;
+  drawOverview(d.overview);
+  drawLatency(d.latency);
+  $("chart-uptime").innerHTML = heatmap(d.uptime);
+  drawAttribution(d.attribution);
+  drawFees(d.fees);
+}
+
 async function refresh() {
   /* one refresh at a time; an update arriving meanwhile runs one more after it */
   if (state.loading) { state.again = true; return state.loading; }
@@ -261,11 +284,8 @@ async function refresh() {
         getAll(`/v1/uptime?limit=500${q ? `&${q}` : ""}`), get(`/v1/attribution${qs}`), get(`/v1/fees${qs}`),
       ]);
       drawEpochs(epochs.items);
-      drawOverview(overview);
-      drawLatency(latency.items);
-      $("chart-uptime").innerHTML = heatmap(uptime);
-      drawAttribution(attribution.items);
-      drawFees(fees.items);
+      state.data = { overview, latency: latency.items, uptime, attribution: attribution.items, fees: fees.items };
+      draw();
       $("updated-at").textContent = new Date().toISOString().slice(11, 19) + " UTC";
       document.body.dataset.loaded = "true";
     } catch (error) {
@@ -291,6 +311,8 @@ function listen() {
   });
 }
 
+let resizing = null;
+window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(draw, 80); });
 $("as-of").addEventListener("change", (event) => { state.asOf = event.target.value; refresh(); });
 refresh();
 listen();
