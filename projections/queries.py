@@ -5,6 +5,7 @@ pagination: stable while rows are added) and a count where it is cheap."""
 from __future__ import annotations
 
 import base64
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -86,10 +87,25 @@ def page(
     return Page(items, next_cursor, total)
 
 
+#: Per connection, counts already made at a projection position. The read models move only
+#: in the projection's transactions, which also move its position: a count taken at a position
+#: holds until the position moves (COUNT(*) of 100k rows costs more than the page itself).
+_COUNTS: weakref.WeakKeyDictionary[ReadDb, dict[Any, int]] = weakref.WeakKeyDictionary()
+_COUNTS_KEPT = 256
+
+
 def _count(db: ReadDb, table: Table, clauses: list[str], params: list[Any]) -> int:
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT COUNT(*) FROM {table.name}{where}"
     with db.transaction() as tx:
-        return int(tx.fetchall(f"SELECT COUNT(*) FROM {table.name}{where}", params)[0][0])
+        at = tuple(tx.fetchall(f"SELECT name, position FROM {PROJECTION_POSITIONS.name}"))
+        key = (sql, tuple(params), at)
+        memo = _COUNTS.setdefault(db, {})
+        if key not in memo:
+            if len(memo) >= _COUNTS_KEPT:
+                memo.clear()
+            memo[key] = int(tx.fetchall(sql, params)[0][0])
+        return memo[key]
 
 
 def encode_cursor(key: tuple[Any, ...]) -> str:

@@ -16,6 +16,7 @@ import orjson
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from masa.app.api.dashboard import mount_dashboard
@@ -77,9 +78,20 @@ def json_row(table: Table, row: Row) -> dict[str, Any]:
     return out
 
 
-def _page(table: Table, page: queries.Page) -> dict[str, Any]:
+class PageOut(BaseModel):
+    """A page of a list, in key order; ``next_cursor`` fetches the next (null: the last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+
+
+def _page(table: Table, page: queries.Page) -> Response:
+    """The page as JSON, written by orjson directly: FastAPI's own validation and encoding of
+    a response model walks every value in Python, most of a 100-row page's time."""
     items = [json_row(table, r) for r in page.items]
-    return {"items": items, "next_cursor": page.next_cursor, "total": page.total}
+    body = {"items": items, "next_cursor": page.next_cursor, "total": page.total}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def create_app(
@@ -199,11 +211,14 @@ def _metrics(db: ReadDb) -> str:
 
 
 def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
-    @app.get("/v1/nodes", summary="Nodes with their stake and status, a page at a time")
+    @app.get(
+        "/v1/nodes", response_model=PageOut,
+        summary="Nodes with their stake and status, a page at a time",
+    )  # fmt: skip
     def list_nodes(
         status: str | None = None, role: str | None = None, cursor: Cursor = None,
         limit: Limit = 100,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Response:  # fmt: skip
         found = queries.page(db(), NODES, {"status": status, "role": role}, cursor, limit)
         return _page(NODES, found)
 
@@ -225,12 +240,12 @@ def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
 
 
 def _requests(app: FastAPI, db: Callable[[], ReadDb]) -> None:
-    @app.get("/v1/requests", summary="Requests, filtered, a page at a time")
+    @app.get("/v1/requests", response_model=PageOut, summary="Requests, filtered, a page at a time")
     def list_requests(
         status: str | None = None, kind: str | None = None, oracle: str | None = None,
         worker: str | None = None, epoch: int | None = None, cursor: Cursor = None,
         limit: Limit = 100,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Response:  # fmt: skip
         filters = {"status": status, "kind": kind, "oracle": oracle and oracle.lower(),
                    "worker": worker and worker.lower(), "epoch": epoch}  # fmt: skip
         return _page(REQUESTS, queries.page(db(), REQUESTS, filters, cursor, limit))
@@ -293,10 +308,13 @@ def _stats(app: FastAPI, db: Callable[[], ReadDb]) -> None:
     def latency(as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
         return {"as_of_epoch": as_of_epoch, "items": queries.latency_by_kind(db(), as_of_epoch)}
 
-    @app.get("/v1/uptime", summary="Uptime per node and epoch (ppm), a page at a time")
+    @app.get(
+        "/v1/uptime", response_model=PageOut,
+        summary="Uptime per node and epoch (ppm), a page at a time",
+    )  # fmt: skip
     def uptime(
         as_of_epoch: AsOfEpoch = None, cursor: Cursor = None, limit: Limit = 100
-    ) -> dict[str, Any]:
+    ) -> Response:
         return _page(NODE_UPTIME, queries.uptime_page(db(), as_of_epoch, cursor, limit))
 
     @app.get("/v1/attribution", summary="Attribution per contributor and epoch, all sources")
