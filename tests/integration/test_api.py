@@ -17,10 +17,13 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from masa.app.api import create_app
+from masa.app.settings import Settings
+from masa.app.synthetic import Participants
 from masa.app.wiring import open_read_db
 from masa.errors import PermanentError
 from projections import queries
-from tests.support.readmodels import EPOCHS, Network, filled_postgres
+from tests.integration.conftest import Harness
+from tests.support.readmodels import EPOCHS, Network, fill, filled_postgres, trusting
 
 PROBLEM = "application/problem+json"
 
@@ -201,3 +204,34 @@ def test_the_dashboard_and_its_files_are_served(client: TestClient) -> None:
 def test_the_static_files_are_package_data() -> None:
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert '"masa.app.api" = ["static/*"]' in pyproject
+
+
+def test_the_aggregates_on_sqlite(tmp_path: Path) -> None:
+    """The same questions on the embedded default's SQLite read models (wei as text, times as
+    ISO text), opened read-only."""
+    people = Participants.from_seed(5)
+    config = Settings(
+        home=tmp_path,
+        ingest={"trusted_indexers": [people.indexer.address.lower()], "poll_timeout_s": 0.2},
+        bus={"backend": "embedded", "partitions": 3},
+    )
+    network = fill(trusting(Harness(config, people)), seed=5)
+    api = create_app(lambda: open_read_db(network.harness.settings, reader=True))
+    with TestClient(api) as c:
+        overview = c.get("/v1/overview").json()
+        rows = c.get("/v1/requests?limit=500").json()["items"]
+        assert overview["nodes"]["total"] == network.nodes
+        assert int(overview["stake"]["active_stake"]) == network.nodes * 10**21
+        assert sum(p["requests"] for p in overview["requests"]["throughput"]) == len(rows)
+        for entry in c.get("/v1/stats/latency").json()["items"]:
+            mine = [r["latency_ms"] for r in rows if r["kind"] == entry["kind"] and r["closed_at"]]
+            assert entry["p95_ms"] == queries.percentile(mine, 0.95)
+        uptime, total, _ = _all(c, "/v1/uptime", limit=5)
+        assert len(uptime) == total == len(people.workers) * EPOCHS
+        early = c.get("/v1/uptime?as_of_epoch=1&limit=500").json()
+        assert early["total"] == len(people.workers) * 2
+        fees = c.get("/v1/fees").json()["items"]
+        paid = [r for r in rows if r["status"] == "completed"]
+        assert sum(int(f["fees_paid"]) for f in fees) == sum(int(r["fee"]) for r in paid)
+        units = sum(a["units"] for a in c.get("/v1/attribution").json()["items"])
+        assert units == sum(r["units"] for r in paid)
