@@ -40,7 +40,7 @@ function compact(n) {
   return Number.isInteger(n) ? n.toLocaleString("en-US") : n.toFixed(1);
 }
 function ms(v) { return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"); }
-function duration(v) { return v >= 1000 ? `${(v / 1000).toFixed(v % 1000 ? 1 : 0)} s` : `${Math.round(v)} ms`; }
+function duration(v) { if (!v) return "0"; return v >= 1000 ? `${(v / 1000).toFixed(v % 1000 ? 1 : 0)} s` : `${Math.round(v)} ms`; }
 function niceMax(v) {
   if (v <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
