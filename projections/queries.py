@@ -5,8 +5,10 @@ pagination: stable while rows are added) and a count where it is cheap."""
 from __future__ import annotations
 
 import base64
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -65,10 +67,14 @@ def page(
     filters: Mapping[str, Any] | None = None,
     cursor: str | None = None,
     limit: int = 100,
+    at_most: Mapping[str, Any] | None = None,
 ) -> Page:
-    """Rows of ``table`` matching ``filters`` (column = value), after ``cursor``, in key order."""
+    """Rows of ``table`` matching ``filters`` (column = value) and ``at_most`` (column <=
+    value; None: no bound), after ``cursor``, in key order."""
     limit = max(1, min(limit, MAX_PAGE))
     clauses, params = _filters(filters or {})
+    for column, bound in sorted((at_most or {}).items()):
+        _upto(clauses, params, column, bound)
     total = _count(db, table, clauses, params)
     if cursor is not None:
         keys = ", ".join(table.key)
@@ -81,10 +87,25 @@ def page(
     return Page(items, next_cursor, total)
 
 
+#: Per connection, counts already made at a projection position. The read models move only
+#: in the projection's transactions, which also move its position: a count taken at a position
+#: holds until the position moves (COUNT(*) of 100k rows costs more than the page itself).
+_COUNTS: weakref.WeakKeyDictionary[ReadDb, dict[Any, int]] = weakref.WeakKeyDictionary()
+_COUNTS_KEPT = 256
+
+
 def _count(db: ReadDb, table: Table, clauses: list[str], params: list[Any]) -> int:
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT COUNT(*) FROM {table.name}{where}"
     with db.transaction() as tx:
-        return int(tx.fetchall(f"SELECT COUNT(*) FROM {table.name}{where}", params)[0][0])
+        at = tuple(tx.fetchall(f"SELECT name, position FROM {PROJECTION_POSITIONS.name}"))
+        key = (sql, tuple(params), at)
+        memo = _COUNTS.setdefault(db, {})
+        if key not in memo:
+            if len(memo) >= _COUNTS_KEPT:
+                memo.clear()
+            memo[key] = int(tx.fetchall(sql, params)[0][0])
+        return memo[key]
 
 
 def encode_cursor(key: tuple[Any, ...]) -> str:
@@ -199,3 +220,130 @@ def counts_by(db: ReadDb, table: Table, column: str) -> dict[str, int]:
     with db.transaction() as tx:
         rows = tx.fetchall(f"SELECT {column}, COUNT(*) FROM {table.name} GROUP BY {column}")
     return {str(value): int(count) for value, count in rows}
+
+
+# --- aggregates for dashboards --------------------------------------------------------------
+
+
+def _upto(clauses: list[str], params: list[Any], column: str, bound: int | None) -> None:
+    if bound is not None:
+        clauses.append(f"{column} <= ?")
+        params.append(bound)
+
+
+def _ts_param(db: ReadDb, value: datetime) -> Any:
+    """A time as the dialect stores it (ISO-8601 UTC text on SQLite, sortable as text)."""
+    return value if db.dialect == "postgresql" else value.astimezone(UTC).isoformat()
+
+
+def total_stake(db: ReadDb) -> dict[str, int]:
+    """Sums of final active and locked stake over every node, in wei (SQLite keeps wei as
+    text, whose SUM would round: summed here in Python there)."""
+    columns = ("active_stake", "locked_stake", "slashed")
+    with db.transaction() as tx:
+        if db.dialect == "postgresql":
+            sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in columns)
+            row = tx.fetchall(f"SELECT {sums} FROM {NODES.name}")[0]
+            return {c: int(v) for c, v in zip(columns, row, strict=True)}
+        rows = tx.fetchall(f"SELECT {', '.join(columns)} FROM {NODES.name}")
+    return {c: sum(int(r[i] or 0) for r in rows) for i, c in enumerate(columns)}
+
+
+def requests_per_minute(
+    db: ReadDb, minutes: int = 60, now: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """Requests submitted in each of the last ``minutes`` whole minutes up to ``now``, oldest
+    first (a minute with none is there with 0)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=minutes)
+    with db.transaction() as tx:
+        rows = tx.fetchall(
+            f"SELECT submitted_at FROM {REQUESTS.name} WHERE submitted_at >= ?",
+            (_ts_param(db, start),),
+        )
+    counts = [0] * minutes
+    for (value,) in rows:
+        at = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        index = int((at.astimezone(UTC) - start).total_seconds() // 60)
+        if 0 <= index < minutes:
+            counts[index] += 1
+    return [(start + timedelta(minutes=i), n) for i, n in enumerate(counts)]
+
+
+def percentile(values: list[int], q: float) -> float | None:
+    """The ``q`` quantile (0..1) by linear interpolation between closest ranks (numpy's
+    default), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_by_kind(db: ReadDb, as_of_epoch: int | None = None) -> list[Row]:
+    """Per request kind: requests by status, and p50/p95/max latency (ms) of closed ones
+    (computed in Python from the rows: the same on both dialects). ``as_of_epoch``: only
+    requests closed in epochs up to it (open ones are then left out)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    _upto(clauses, params, "epoch", as_of_epoch)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    with db.transaction() as tx:
+        rows = tx.fetchall(f"SELECT kind, status, latency_ms FROM {REQUESTS.name}{where}", params)
+    kinds: dict[str, dict[str, Any]] = {}
+    for kind, status, latency in rows:
+        entry = kinds.setdefault(kind, {"statuses": {}, "latencies": []})
+        entry["statuses"][status] = entry["statuses"].get(status, 0) + 1
+        if latency is not None:
+            entry["latencies"].append(int(latency))
+    out = []
+    for kind, entry in sorted(kinds.items()):
+        latencies = entry["latencies"]
+        out.append(
+            {
+                "kind": kind,
+                "requests": sum(entry["statuses"].values()),
+                "by_status": dict(sorted(entry["statuses"].items())),
+                "closed": len(latencies),
+                "p50_ms": percentile(latencies, 0.50),
+                "p95_ms": percentile(latencies, 0.95),
+                "max_ms": max(latencies) if latencies else None,
+            }
+        )
+    return out
+
+
+def attribution_by_epoch(db: ReadDb, as_of_epoch: int | None = None) -> list[Row]:
+    """Per contributor and epoch, the units and requests credited over all its sources."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    _upto(clauses, params, "epoch", as_of_epoch)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT contributor, epoch, SUM(units), SUM(requests), COUNT(*)"
+        f" FROM {CONTRIBUTOR_ATTRIBUTION.name}{where}"
+        f" GROUP BY contributor, epoch ORDER BY contributor, epoch"
+    )
+    with db.transaction() as tx:
+        rows = tx.fetchall(sql, params)
+    return [
+        {"contributor": c, "epoch": int(e), "units": int(u), "requests": int(r), "sources": int(s)}
+        for c, e, u, r, s in rows
+    ]
+
+
+def all_epoch_fees(db: ReadDb, as_of_epoch: int | None = None) -> list[Row]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    _upto(clauses, params, "epoch", as_of_epoch)
+    return _rows(db, EPOCH_FEES, " AND ".join(clauses), tuple(params))
+
+
+def uptime_page(
+    db: ReadDb, as_of_epoch: int | None = None, cursor: str | None = None, limit: int = 100
+) -> Page:
+    """``node_uptime`` rows in (node, epoch) order, up to ``as_of_epoch``, a page at a time."""
+    return page(db, NODE_UPTIME, None, cursor, limit, at_most={"epoch": as_of_epoch})

@@ -8,7 +8,7 @@ errors are RFC 9457 problem+json.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,8 +16,10 @@ import orjson
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from masa.app.api.dashboard import mount_dashboard
 from masa.errors import MasaError
 from projections import queries
 from projections.db import ReadDb
@@ -42,6 +44,25 @@ Cursor = Annotated[str | None, Query(description="from the previous page's next_
 Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="rows per page")]
 AsOfEpoch = Annotated[int | None, Query(ge=0, description="only epochs up to this one")]
 PROBLEM = "application/problem+json"
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}  # fmt: skip
+#: Every route may answer these, as RFC 9457 problem+json (documented once, app-wide).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": what, "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}}}
+    for status, what in [
+        (400, "Bad request (a cursor this server did not hand out)"),
+        (404, "Not found"),
+        (422, "Invalid parameters"),
+        (503, "Read models unavailable"),
+    ]
+}
 
 
 def json_row(table: Table, row: Row) -> dict[str, Any]:
@@ -57,9 +78,20 @@ def json_row(table: Table, row: Row) -> dict[str, Any]:
     return out
 
 
-def _page(table: Table, page: queries.Page) -> dict[str, Any]:
+class PageOut(BaseModel):
+    """A page of a list, in key order; ``next_cursor`` fetches the next (null: the last)."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    total: int
+
+
+def _page(table: Table, page: queries.Page) -> Response:
+    """The page as JSON, written by orjson directly: FastAPI's own validation and encoding of
+    a response model walks every value in Python, most of a 100-row page's time."""
     items = [json_row(table, r) for r in page.items]
-    return {"items": items, "next_cursor": page.next_cursor, "total": page.total}
+    body = {"items": items, "next_cursor": page.next_cursor, "total": page.total}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def create_app(
@@ -77,26 +109,34 @@ def create_app(
         title="Masa ledger read API",
         version="1",
         description="Read-only views of the Masa ledger's read models (docs/read-models.md).",
+        responses=ERRORS,
     )
     _errors(app)
     _health(app, db, max_lag_s)
     _nodes(app, db)
     _requests(app, db)
     _money(app, db)
+    _stats(app, db)
     _stream(app, db, poll_s)
+    mount_dashboard(app)
     return app
 
 
-def _problem(status: int, title: str, detail: str, request: Request) -> JSONResponse:
+def _problem(
+    status: int, title: str, detail: str, request: Request,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:  # fmt: skip
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": str(request.url.path)}  # fmt: skip
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, _title(exc.status_code), str(exc.detail), request)
+        # headers kept: a 405 says what is Allow-ed (RFC 9110)
+        title = _title(exc.status_code)
+        return _problem(exc.status_code, title, str(exc.detail), request, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,11 +211,14 @@ def _metrics(db: ReadDb) -> str:
 
 
 def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
-    @app.get("/v1/nodes", summary="Nodes with their stake and status, a page at a time")
+    @app.get(
+        "/v1/nodes", response_model=PageOut,
+        summary="Nodes with their stake and status, a page at a time",
+    )  # fmt: skip
     def list_nodes(
         status: str | None = None, role: str | None = None, cursor: Cursor = None,
         limit: Limit = 100,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Response:  # fmt: skip
         found = queries.page(db(), NODES, {"status": status, "role": role}, cursor, limit)
         return _page(NODES, found)
 
@@ -197,12 +240,12 @@ def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
 
 
 def _requests(app: FastAPI, db: Callable[[], ReadDb]) -> None:
-    @app.get("/v1/requests", summary="Requests, filtered, a page at a time")
+    @app.get("/v1/requests", response_model=PageOut, summary="Requests, filtered, a page at a time")
     def list_requests(
         status: str | None = None, kind: str | None = None, oracle: str | None = None,
         worker: str | None = None, epoch: int | None = None, cursor: Cursor = None,
         limit: Limit = 100,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Response:  # fmt: skip
         filters = {"status": status, "kind": kind, "oracle": oracle and oracle.lower(),
                    "worker": worker and worker.lower(), "epoch": epoch}  # fmt: skip
         return _page(REQUESTS, queries.page(db(), REQUESTS, filters, cursor, limit))
@@ -252,6 +295,66 @@ def _money(app: FastAPI, db: Callable[[], ReadDb]) -> None:
 def _epoch(db: ReadDb, row: Row) -> dict[str, Any]:
     fees = queries.epoch_fees(db, row["epoch"])
     return {**json_row(EPOCHS, row), "fees": json_row(EPOCH_FEES, fees) if fees else None}
+
+
+def _stats(app: FastAPI, db: Callable[[], ReadDb]) -> None:
+    @app.get("/v1/overview", summary="Nodes by status, total stake, request rate, projection lag")
+    def overview(
+        minutes: Annotated[int, Query(ge=1, le=1440, description="throughput window")] = 60,
+    ) -> dict[str, Any]:
+        return _overview(db(), minutes)
+
+    @app.get("/v1/stats/latency", summary="Requests and latency p50/p95 (ms) by kind")
+    def latency(as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
+        return {"as_of_epoch": as_of_epoch, "items": queries.latency_by_kind(db(), as_of_epoch)}
+
+    @app.get(
+        "/v1/uptime", response_model=PageOut,
+        summary="Uptime per node and epoch (ppm), a page at a time",
+    )  # fmt: skip
+    def uptime(
+        as_of_epoch: AsOfEpoch = None, cursor: Cursor = None, limit: Limit = 100
+    ) -> Response:
+        return _page(NODE_UPTIME, queries.uptime_page(db(), as_of_epoch, cursor, limit))
+
+    @app.get("/v1/attribution", summary="Attribution per contributor and epoch, all sources")
+    def attribution(as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
+        return {"items": queries.attribution_by_epoch(db(), as_of_epoch)}
+
+    @app.get("/v1/fees", summary="Fees per epoch and their split (wei)")
+    def fees(as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:
+        rows = queries.all_epoch_fees(db(), as_of_epoch)
+        return {"items": [json_row(EPOCH_FEES, r) for r in rows]}
+
+
+def _overview(db: ReadDb, minutes: int) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    nodes = queries.counts_by(db, NODES, "status")
+    requests = queries.counts_by(db, REQUESTS, "status")
+    series = queries.requests_per_minute(db, minutes, now)
+    recent = [n for _, n in series[-6:-1]]  # the last five whole minutes
+    positions = queries.projection_status(db)
+    epochs = queries.epochs(db)
+    return {
+        "generated_at": _rfc3339(now),
+        "nodes": {"total": sum(nodes.values()), "by_status": nodes,
+                  "by_role": queries.counts_by(db, NODES, "role")},
+        "stake": {k: str(v) for k, v in queries.total_stake(db).items()},
+        "requests": {"total": sum(requests.values()), "by_status": requests,
+                     "per_minute": sum(recent) / len(recent) if recent else 0.0,
+                     "last_minute": series[-1][1] if series else 0,
+                     "throughput": [{"minute": _rfc3339(t), "requests": n} for t, n in series]},
+        "epochs": {"count": len(epochs), "latest": epochs[-1]["epoch"] if epochs else None,
+                   "closed": sum(1 for e in epochs if e["closed"])},
+        "projection": {"position": max((r["position"] for r in positions), default=0),
+                       "lag_events": max((r["lag_events"] for r in positions), default=0),
+                       "lag_seconds": max((r["lag_seconds"] for r in positions), default=0.0),
+                       "items": [json_row(PROJECTION_POSITIONS, r) for r in positions]},
+    }  # fmt: skip
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _stream(app: FastAPI, db: Callable[[], ReadDb], poll_s: float) -> None:
