@@ -36,6 +36,7 @@ def apply(state: LedgerState, event: LoggedEvent) -> None:
         case t.ParametersSet():
             epochs.parameters_set(state, event, p)
         case t.EpochClosed():
+            uptime.refresh(state, p.epoch)  # the epoch's figures as they stand at its close
             epochs.epoch_closed(state, event, p)
         case t.ChainFinalized():
             _finalized(state, event, p)
