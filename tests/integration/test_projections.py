@@ -400,7 +400,7 @@ class _Builder:
             if epoch == 3 and "params" not in changes_done:
                 changes_done.add("params")
                 self.parameters(5, heartbeat_interval_s=45, protocol_share_bps=1500)
-                self.parameters(0, protocol_share_bps=7000)  # for a closed epoch: ignored
+                self.parameters(0, protocol_share_bps=7000)  # ignored if stored after the close
                 self.parameters(6, genesis_offset=3600, data_share_bps=500)  # genesis kept
                 self.parameters(6, data_share_bps=700)  # the same epoch again: replaces
             for worker in people.workers:
