@@ -37,6 +37,11 @@ class ReadDb:
     def transaction(self) -> AbstractContextManager[Tx]:
         raise NotImplementedError
 
+    def snapshot(self) -> AbstractContextManager[Tx]:
+        """A transaction whose statements all see one snapshot of the database (what loading
+        several tables that another runner writes at the same time needs)."""
+        return self.transaction()
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -127,6 +132,14 @@ class PostgresReadDb(ReadDb):
             self._conn.transaction(),
             self._conn.cursor() as cursor,
         ):
+            yield Tx(cursor, self.dialect)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Tx]:
+        # READ COMMITTED (the default) takes a new snapshot per statement: tables loaded one
+        # after the other could each show another runner's commits, or not
+        with _mapped(self._where), self._conn.transaction(), self._conn.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             yield Tx(cursor, self.dialect)
 
     def close(self) -> None:

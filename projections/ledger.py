@@ -36,7 +36,7 @@ def apply(state: LedgerState, event: LoggedEvent) -> None:
         case t.ParametersSet():
             epochs.parameters_set(state, event, p)
         case t.EpochClosed():
-            refresh(state)  # the epoch's figures are final from here: bring them up to date
+            uptime.refresh(state, p.epoch)  # the epoch's figures as they stand at its close
             epochs.epoch_closed(state, event, p)
         case t.ChainFinalized():
             _finalized(state, event, p)
@@ -48,9 +48,6 @@ def _finalized(state: LedgerState, event: LoggedEvent, p: t.ChainFinalized) -> N
     epochs.chain_finalized(state, event, p)
     nodes.finalize_stake_logs(state, p.chain_id, p.block_number)
     requests.finalize_deposits(state, p.chain_id, p.block_number)
-    for node in state.fact_chain:
-        if state.fact_chain[node] == p.chain_id:
-            nodes.node_changed(state, node)
 
 
 def _retracted(state: LedgerState, p: t.ChainLogRetracted) -> None:

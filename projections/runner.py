@@ -61,9 +61,10 @@ class ProjectionRunner:
         self.position = 0
 
     def load(self) -> None:
-        """Continue from the tables: their rows and their position."""
+        """Continue from the tables: their rows and their position, read in one snapshot."""
         with self.db.transaction() as tx:
             ensure_position_row(tx, self.config.name)
+        with self.db.snapshot() as tx:
             self.position = read_position(tx, self.config.name)
             self._state = load_state(tx)
         self.stats.position = self.position

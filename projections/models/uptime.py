@@ -53,9 +53,12 @@ def _row(state: LedgerState, node: str, epoch: int) -> dict[str, object]:
     return table.put(row)
 
 
-def refresh(state: LedgerState) -> None:
-    """Recompute the figures of every (node, epoch) whose heartbeats, stake or finality moved."""
-    for node, epoch in sorted(state.dirty_uptime):
+def refresh(state: LedgerState, only_epoch: int | None = None) -> None:
+    """Recompute the figures of every (node, epoch) whose heartbeats, stake or finality moved
+    (only those of ``only_epoch`` if given: what ``EpochClosed`` freezes, computed before it does,
+    so the figures of a closed epoch never depend on where a batch ended)."""
+    due = sorted(k for k in state.dirty_uptime if only_epoch is None or k[1] == only_epoch)
+    for node, epoch in due:
         row = state["node_uptime"].get(node, epoch)
         if row is None or state.is_closed(epoch):
             continue
@@ -78,7 +81,7 @@ def refresh(state: LedgerState) -> None:
             uptime_ppm=covered * 1_000_000 // expected,
         )
         state["node_uptime"].put(row)
-    state.dirty_uptime.clear()
+    state.dirty_uptime.difference_update(due)
 
 
 def _load(text: str) -> Coverage:
