@@ -44,6 +44,15 @@ class Role(StrEnum):
 STAKING_ROLES: dict[int, Role] = {1: Role.WORKER, 2: Role.ORACLE}
 
 
+#: Validation context of an event read back from the store: ingest checked its job spec when it
+#: accepted it, and the read side does not compile selectors again for every read.
+STORED_CONTEXT = {"stored": True}
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
 class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -71,7 +80,7 @@ class RequestSubmitted(Payload):
     @classmethod
     def _spec_fits_kind(cls, spec: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         kind = info.data.get("kind")
-        if kind is not None:
+        if kind is not None and not _stored(info):
             try:
                 parse_spec(kind, spec)
             except ValidationError as exc:

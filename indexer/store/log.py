@@ -19,6 +19,7 @@ import orjson
 
 from indexer.events import CURRENT_VERSION, EVENT_TYPES, Payload, lookup, upcast
 from indexer.events.fields import parse_timestamp
+from indexer.events.types import STORED_CONTEXT
 from masa.errors import PermanentError
 
 #: Positions (notification ids) of the log start at 1; 0 means "before the first event".
@@ -97,7 +98,9 @@ def decode_record(
         if lookup(name, version) is None:
             raise UndecodableEvent(f"event at position {position}: unknown type {name} v{version}")
         current = EVENT_TYPES[(name, CURRENT_VERSION[name])]
-        payload = current.payload.model_validate(upcast(name, version, envelope["payload"]))
+        payload = current.payload.model_validate(
+            upcast(name, version, envelope["payload"]), context=STORED_CONTEXT
+        )
         return LoggedEvent(
             position=position,
             event_id=UUID(envelope["id"]),

@@ -65,10 +65,6 @@ def _open_request(state: LedgerState, request_id: object) -> Row | None:
 
 def _close(state: LedgerState, event: LoggedEvent, row: Row, status: str) -> None:
     epoch = state.money_epoch(event)
-    if epoch is not None:
-        ensure_epoch(state, epoch)
-        state.dirty_fees.add(epoch)
-        state.epoch_requests[epoch].add(row["request_id"])
     latency = event.occurred_at - row["submitted_at"]
     row.update(
         status=status, closed_at=event.occurred_at, epoch=epoch,
@@ -76,6 +72,32 @@ def _close(state: LedgerState, event: LoggedEvent, row: Row, status: str) -> Non
         closed_event_id=str(event.event_id),
     )  # fmt: skip
     state["requests"].put(row)
+    if epoch is not None:
+        ensure_epoch(state, epoch)
+        state.epoch_requests[epoch].add(row["request_id"])
+        _count_closed(state, epoch, row)
+
+
+def _count_closed(state: LedgerState, epoch: int, row: Row) -> None:
+    """Add one closed request to its epoch's totals (a parameter change recomputes them)."""
+    totals = state["epoch_fees"].get(epoch) or _no_fees(epoch, state.params(epoch) is not None)
+    counter = {"completed": "paid_requests", "unpaid": "unpaid_requests"}
+    totals[counter.get(row["status"], "failed_requests")] += 1
+    params = state.params(epoch)
+    if row["status"] == "completed":
+        totals["fees_paid"] += row["fee"]
+        if params is not None and totals["protocol_part"] is not None:
+            split = split_fee(row["fee"], params.protocol_share_bps, params.data_share_bps)
+            totals["protocol_part"] += split.protocol
+            totals["data_part"] += split.data
+            totals["worker_part"] += split.worker
+    state["epoch_fees"].put(totals)
+
+
+def _no_fees(epoch: int, with_parts: bool) -> Row:
+    zero = 0 if with_parts else None
+    counts = {"paid_requests": 0, "unpaid_requests": 0, "failed_requests": 0, "fees_paid": 0}
+    return {"epoch": epoch, **counts, "protocol_part": zero, "data_part": zero, "worker_part": zero}
 
 
 def deposited(state: LedgerState, event: LoggedEvent, p: t.FeesDeposited) -> None:
