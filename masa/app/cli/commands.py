@@ -1,6 +1,7 @@
 """Registers every sub-command module on the root app."""
 
 from masa.app.cli import app, chain, config, demo, dlq, events, index, ingest, keys, worker
+from masa.app.cli import request as request_cli
 
 app.registered_commands += demo.app.registered_commands + ingest.app.registered_commands
 app.registered_commands += index.app.registered_commands
@@ -11,3 +12,4 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(chain.contracts_app, name="contracts")
 app.add_typer(chain.node_app, name="node")
 app.add_typer(config.app, name="config")
+app.add_typer(request_cli.app, name="request")
