@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from indexer.events.canonical import canonical_json
 from indexer.events.signing import keccak, sign_digest
 from indexer.store.log import EventLog
 from masa.app.client import OracleClient
+from masa.app.keys import save_keystore
 from masa.app.wiring import worker_config
 from masa.errors import ResultRejected
 from tests.integration.conftest import Harness
@@ -441,3 +443,65 @@ def test_a_worker_killed_before_reporting_serves_again_and_the_result_arrives_on
         assert len(net.closed()[str(rid)]) == 1
     finally:
         store.close()
+
+
+# --- the command line ---------------------------------------------------------------------
+
+MASA = str(Path(sys.executable).parent / "masa")
+PASSWORD = "oracle-test-password"
+
+
+@EMBEDDED
+def test_masa_request_submit_waits_for_the_verified_result_and_status_and_result_read_it(
+    harness: Harness, site: Site, tmp_path: Path
+) -> None:
+    harness = with_worker(harness)
+    net = Network(harness)
+    worker_key, other = harness.people.workers[0], harness.people.oracles[1]
+    net.stake(worker_key)
+    net.send()
+    mine, theirs = tmp_path / "oracle.json", tmp_path / "other.json"
+    save_keystore(net.oracle, mine, PASSWORD)
+    save_keystore(other, theirs, PASSWORD)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(articles_spec(site, "/articles/3", 0)))
+    env = {**os.environ, **harness.env(), "MASA_KEY_PASSWORD": PASSWORD}
+    out = tmp_path / "items.json"
+    submit = subprocess.Popen(
+        [MASA, "request", "submit", "--kind", "data", "--spec", str(spec), "--fee", "1000",
+         "--key-file", str(mine), "--wait", "--timeout", "120", "--out", str(out), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        harness.ingest(until=lambda: bool(net.stored("RequestSubmitted")))
+        run_worker(harness, worker_key, 1)
+        harness.ingest()
+        stdout, stderr = submit.communicate(timeout=120)
+    finally:
+        submit.kill()
+    assert submit.returncode == 0, stderr
+    report = json.loads(stdout)
+    expected = items_json([site.article(3)])
+    assert out.read_bytes() == expected
+    assert report["status"] == "completed" and report["result_bytes"] == len(expected)
+    rid = report["request_id"]
+
+    def masa(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MASA, "request", *args], env=env, capture_output=True, text=True)
+
+    status = masa("status", rid, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) | {"event_id": None} == {
+        "request_id": rid,
+        "status": "completed",
+        "oracle": net.oracle.address.lower(),
+        "worker": worker_key.address.lower(),
+        "result_digest": result_digest(expected),
+        "units": 1,
+        "event_id": None,
+    }
+    again = masa("result", rid, "--key-file", str(mine), "--timeout", "10")
+    assert (again.returncode, again.stdout.encode()) == (0, expected), again.stderr
+    refused = masa("result", rid, "--key-file", str(theirs), "--timeout", "10")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("masa: error: not_requester: "), refused.stderr
