@@ -6,8 +6,9 @@ completion → the app waits for it in the store, fetches, verifies and decrypts
 Refusals (another oracle, a tampered, missing or foreign chunk, a digest the ledger did not
 store) are checked on the pure functions and through the client on the bus; a 5 MB result
 travels in chunks; a worker that dies between computing a result and reporting it serves it
-again and the app gets it once; the JavaScript example of docs/oracle.md opens a result the
-suite produced.
+again and the app gets it once (in-process, killed at each step of publishing; and a
+SIGKILLed ``masa worker run`` mid-job); the JavaScript example of docs/oracle.md opens a
+result the suite produced; ``masa request submit --wait|status|result``.
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ from masa.app.client import OracleClient
 from masa.app.keys import save_keystore
 from masa.app.wiring import worker_config
 from masa.errors import ResultRejected
+from tests.integration import test_worker
 from tests.integration.conftest import Harness
 from tests.integration.test_worker import (
     ARTICLE_FIELDS,
     BOTH,
     EMBEDDED,
     Network,
+    Workers,
     articles_spec,
     finished,
+    ingesting,
     staked,
     with_worker,
 )
@@ -66,6 +70,11 @@ from workers.scraping import items_json
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "decrypt-result.mjs"
+
+
+# test_worker's anvil with the contracts, and its `masa worker run` processes
+chain = test_worker.chain
+workers = test_worker.workers
 
 
 @pytest.fixture(scope="module")
@@ -505,3 +514,36 @@ def test_masa_request_submit_waits_for_the_verified_result_and_status_and_result
     refused = masa("result", rid, "--key-file", str(theirs), "--timeout", "10")
     assert refused.returncode == 1
     assert refused.stderr.startswith("masa: error: not_requester: "), refused.stderr
+
+
+@EMBEDDED
+def test_a_sigkilled_worker_process_serves_again_and_the_result_arrives_once(
+    harness: Harness, workers: Workers, site: Site
+) -> None:
+    """``masa worker run`` SIGKILLed while its job computes: nothing was published; the same
+    key restarted serves the request again and the app gets one verified result."""
+    harness = workers.harness  # with the workers' settings
+    net = Network(harness)
+    [(keystore, _)] = workers.staked(net, "phoenix")
+    net.send()
+    store = harness.store()
+    try:
+        client = client_for(harness, net.oracle, store)
+        slow = {"start_urls": [site.url("/slow")], "max_depth": 0, "fields": ARTICLE_FIELDS}
+        rid = client.submit("data", slow, fee=1000)
+        with ingesting(harness):
+            first = workers.start(keystore, download_timeout_s=10.0)
+            first.wait_for(f"serving data request {rid}")
+            first.kill()  # SIGKILL, mid-crawl (the page answers after 3 s)
+            assert result_records(harness, rid) == []
+            second = workers.start(keystore, download_timeout_s=10.0)
+            done = client.wait(rid, timeout_s=120)
+            assert second.stop() == 0, second.output()
+        assert done.status == "completed"
+        records = result_records(harness, rid)
+        assert len(records) == 1
+        [item] = json.loads(client.result(rid, timeout_s=10))
+        assert (item["source_url"], item["fields"]["title"]) == (site.url("/slow"), "Slow")
+        assert len(net.closed()[str(rid)]) == 1
+    finally:
+        store.close()
