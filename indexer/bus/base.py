@@ -23,7 +23,8 @@ from masa.errors import PermanentError, RetryableError
 
 #: A plain producer's largest record (key + value): Kafka's default ``message.max.bytes`` less
 #: headroom for the batch header; a larger record would be refused by the broker after it
-#: left, so producers refuse it first (``PermanentError``). Bigger payloads travel in chunks.
+#: left, so the Kafka producer refuses it first (``PermanentError``; the embedded log takes
+#: any size). Bigger payloads travel in chunks (results: ``workers.results``).
 MAX_RECORD_BYTES = 1_000_000
 #: Topic settings of a compacted topic (the latest record per key is what counts).
 COMPACTED = {"cleanup.policy": "compact"}
