@@ -180,7 +180,7 @@ class OracleClient:
     ) -> bool:
         """Append the records of ``key`` polled now, parsed (or why not); True once the
         partition is read to ``end``."""
-        records = consumer.poll(max_records=64, timeout_s=self._poll_s)
+        records = consumer.poll(max_records=500, timeout_s=self._poll_s)
         for record in records:
             if record.key != key:
                 continue
