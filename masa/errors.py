@@ -3,10 +3,12 @@
     MasaError
     ├── ConfigurationError      bad settings or arguments; fix and rerun
     ├── RetryableError          transient: broker, database or RPC unavailable; retry with backoff
+    │   └── ResultNotReady      no outcome (or no result) for a request yet
     └── PermanentError          retrying cannot help
         ├── EventRejected       an inbound message failed validation (carries a RejectReason)
         ├── ChainError          contract call reverted, deployment missing, reorg too deep
-        └── JobError            a worker job failed (unreachable site, timeout, bad spec)
+        ├── JobError            a worker job failed (unreachable site, timeout, bad spec)
+        └── ResultRejected      an oracle app refused a delivered result (carries a reason)
 
 Adapters translate library errors into these with ``raise ... from exc``; the CLI turns
 them into one line and an exit code.
@@ -56,6 +58,21 @@ class ReorgTooDeep(ChainError):
 
 class JobError(PermanentError):
     """A worker job failed; ``reason`` is a machine-readable code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class ResultNotReady(RetryableError):
+    """A request has no stored outcome yet, or its result has not arrived in time."""
+
+
+class ResultRejected(PermanentError):
+    """A delivered result failed verification; ``reason`` is a machine-readable code
+    (``bad_chunk``, ``bad_signature``, ``wrong_worker``, ``incomplete``, ``digest_mismatch``,
+    ``undecryptable``, ``request_failed``, ``not_requester``, ``no_result``, ...)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -21,6 +21,11 @@ from kafka.partitioner.default import murmur2
 
 from masa.errors import PermanentError, RetryableError
 
+#: A plain producer's largest record (key + value): Kafka's default ``message.max.bytes`` less
+#: headroom for the batch header; a larger record would be refused by the broker after it
+#: left, so the Kafka producer refuses it first (``PermanentError``; the embedded log takes
+#: any size). Bigger payloads travel in chunks (results: ``workers.results``).
+MAX_RECORD_BYTES = 1_000_000
 #: Topic settings of a compacted topic (the latest record per key is what counts).
 COMPACTED = {"cleanup.policy": "compact"}
 #: A transactional producer takes records up to this size, where the topic allows them

@@ -14,6 +14,7 @@ import kafka.errors
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from indexer.bus.base import (
+    MAX_RECORD_BYTES,
     MAX_TRANSACTIONAL_RECORD_BYTES,
     Bus,
     Consumer,
@@ -29,11 +30,6 @@ from masa.errors import ConfigurationError, PermanentError, RetryableError
 # bench/kafka_client.py: with crc32c installed, 5000 records a poll and the default fetch
 # sizes read fastest here (~120k records/s); larger fetches were slower.
 _CONSUMER_TUNING: dict[str, Any] = {"max_poll_records": 5000, "fetch_max_wait_ms": 100}
-
-
-#: Kafka's default ``message.max.bytes`` less headroom for the batch header: a larger record
-#: would be refused by the broker after it left, which kafka-python treats as fatal.
-MAX_RECORD_BYTES = 1_000_000
 
 
 def _retryable(exc: Exception) -> RetryableError:

@@ -19,7 +19,7 @@ from indexer.events.envelope import (
     stream_id,
 )
 from indexer.events.reasons import Reason
-from indexer.events.signing import recover_address, signing_digest
+from indexer.events.signing import recover_address, recover_public_key, signing_digest
 from indexer.events.types import (
     CHAIN_TYPES,
     CURRENT_VERSION,
@@ -54,6 +54,7 @@ __all__ = [
     "make_event",
     "parse_event",
     "recover_address",
+    "recover_public_key",
     "retraction_id",
     "signing_digest",
     "stream_id",

@@ -59,6 +59,12 @@ def sign_with_eth_account(account: LocalAccount, digest: bytes) -> str:
 
 def recover_address(digest: bytes, signature: str) -> str:
     """Lower-case 0x address whose key signed ``digest`` with EIP-191 ``personal_sign``."""
+    return address_of(recover_public_key(digest, signature))
+
+
+def recover_public_key(digest: bytes, signature: str) -> bytes:
+    """The 65-byte uncompressed public key (``04 ‖ X ‖ Y``) that signed ``digest`` with
+    EIP-191 ``personal_sign``: what results for an oracle are encrypted to."""
     raw = _signature_bytes(signature)
     v = raw[64]
     recovery_id = v - 27 if v >= 27 else v
@@ -71,7 +77,12 @@ def recover_address(digest: bytes, signature: str) -> str:
         )
     except (ValueError, TypeError) as exc:
         raise SignatureError(f"signature does not recover: {exc}") from exc
-    return "0x" + keccak(public_key.format(compressed=False)[1:])[-20:].hex()
+    return bytes(public_key.format(compressed=False))
+
+
+def address_of(public_key: bytes) -> str:
+    """Lower-case 0x address of a 65-byte uncompressed public key."""
+    return "0x" + keccak(public_key[1:])[-20:].hex()
 
 
 def recover_with_eth_account(digest: bytes, signature: str) -> str:

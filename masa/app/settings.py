@@ -82,6 +82,13 @@ class BusSettings(Section):
     checkpoints_topic: str = Field(
         "masa.chain.checkpoints", description="chain indexer checkpoints (compacted, 1 partition)"
     )
+    results_topic: str = Field(
+        "masa.results", description="results for oracle apps, encrypted to each (docs/oracle.md)"
+    )
+    results_retention_ms: PositiveInt = Field(
+        7 * 24 * 3600 * 1000,
+        description="how long the results topic keeps a result (Kafka retention.ms); 7 days",
+    )
     client_id: str = "masa"
     replication_factor: Replicas = Field(1, description="of topics this project creates")
     session_timeout_s: float = Field(

@@ -86,6 +86,9 @@ def _ensure_topics(bus: Bus, settings: Settings) -> None:
     )
     checkpoints = settings.bus.checkpoints_topic
     bus.ensure_topics({checkpoints: 1}, {checkpoints: COMPACTED | LARGE_RECORDS})
+    results = settings.bus.results_topic
+    retention = {"retention.ms": str(settings.bus.results_retention_ms)}
+    bus.ensure_topics({results: settings.bus.partitions}, {results: retention})
 
 
 def open_store(settings: Settings) -> EventStore:
@@ -248,6 +251,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         events_topic=settings.bus.events_topic,
         requests_topic=settings.bus.requests_topic,
         max_clock_skew=timedelta(seconds=settings.ingest.max_clock_skew_s),
+        results_topic=settings.bus.results_topic,
         group=w.group,
         concurrency=w.concurrency,
         shutdown_grace_s=w.shutdown_grace_s,

@@ -161,6 +161,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
             "events_topic": topics.name("events"),
             "requests_topic": topics.name("requests"),
             "dlq_topic": topics.name("dlq"),
+            "results_topic": topics.name("results"),
         }
         config["ingest"]["consumer_name"] = f"ingest-{topics.prefix}"
     if store_backend == "postgres":

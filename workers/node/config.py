@@ -24,6 +24,8 @@ class WorkerConfig:
     events_topic: str
     requests_topic: str
     max_clock_skew: timedelta
+    results_topic: str = "masa.results"
+    """Where results go, encrypted to their oracle (``workers.results``)."""
     group: str = "workers"
     concurrency: int = 4
     shutdown_grace_s: float = 30

@@ -18,7 +18,7 @@ from masa.errors import JobError
 from workers.llm.spec import LlmOutput
 from workers.node.config import JobConfig
 from workers.node.outcome import Completed, Failed, Outcome
-from workers.scraping import DataItem, DataUse, attribute, run_data_job
+from workers.scraping import DataItem, DataUse, attribute, items_json, run_data_job
 
 
 class LlmEngine(Protocol):
@@ -53,14 +53,21 @@ class JobRunner:
             download_timeout_s=s.download_timeout_s,
             download_delay_s=s.download_delay_s,
         )
-        return Completed(result.digest, len(result.items), self._attribute(result.items))
+        return Completed(
+            result.digest,
+            len(result.items),
+            self._attribute(result.items),
+            result=items_json(result.items),
+        )
 
     def _llm(self, spec: LlmJobSpec) -> Completed:
         if self.engine is None:
             raise JobError("llm_unavailable", "this worker has no LLM engine loaded")
         output = self.engine.generate(spec)
         refs = [DataItem(source_url=url, fields={}) for url in dict.fromkeys(spec.data_refs)]
-        return Completed(output.digest, output.units, self._attribute(refs))
+        return Completed(
+            output.digest, output.units, self._attribute(refs), result=output.text.encode("utf-8")
+        )
 
     def _attribute(self, items: Sequence[DataItem]) -> list[DataUse]:
         return attribute(items, self.sources()) if items else []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from eth_account.signers.local import LocalAccount
@@ -30,6 +30,8 @@ class Completed:
     result_digest: str
     units: int
     uses: Sequence[DataUse] = ()
+    result: bytes | None = field(default=None, repr=False)
+    """The bytes the digest commits to, delivered to the oracle (``workers.results``)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 workers' consumer group, serve each on a job thread, publish signed results, commit.
 
 At-least-once: a partition's offset is committed only past requests whose result events
-are flushed to the bus, so a crash re-serves what was in hand (the results' derived ids
+are flushed to the bus (after the result itself, sealed for the oracle, is flushed to the
+results topic), so a crash re-serves what was in hand (the results' derived ids
 make the same worker's second answer a duplicate ingest drops). On stop: no new requests;
 jobs in hand get ``shutdown_grace_s`` to finish, the rest fail with reason ``shutdown``;
 then flush, commit, leave the group. A partition taken away by a rebalance gets
@@ -37,6 +38,7 @@ from workers.node.offsets import OffsetTracker
 from workers.node.outcome import Completed, Failed, Outcome, result_messages
 from workers.node.stake import StakeCheck
 from workers.registry import SourceRegistry
+from workers.results import ResultChunk, requester_key, result_digest, seal
 
 log = logging.getLogger("masa.worker")
 
@@ -49,6 +51,8 @@ class _Job:
     tp: TopicPartition
     offset: int
     request_id: UUID
+    recipient: bytes
+    """The public key that signed the request: its result is encrypted to it."""
 
     @property
     def key(self) -> tuple[TopicPartition, int]:
@@ -73,6 +77,7 @@ class Worker:
         self.stats: Counter[str] = Counter()
         self.error: ChainError | None = None
         self._events_topic = config.events_topic
+        self._results_topic = config.results_topic
         self._requests_topic = config.requests_topic
         self._max_clock_skew = config.max_clock_skew
         self._stake_check = stake_check
@@ -88,8 +93,8 @@ class Worker:
         self._tracker = OffsetTracker()
         self._jobs: dict[tuple[TopicPartition, int], _Job] = {}
         self._orphans: set[tuple[TopicPartition, int]] = set()
-        self._results: queue.Queue[tuple[_Job, Outcome]] = queue.Queue()
-        self._unsent: list[tuple[_Job, list[SignedMessage]]] = []
+        self._results: queue.Queue[tuple[_Job, Outcome, list[ResultChunk]]] = queue.Queue()
+        self._unsent: list[tuple[_Job, list[SignedMessage], list[ResultChunk]]] = []
         self._accepting = True
         self._next_stake_check = 0.0
 
@@ -184,11 +189,12 @@ class Worker:
 
     def _take(self, record: Record) -> None:
         self._tracker.taken(record.position, record.offset)
-        request = self._request(record)
-        if request is None or any(j.request_id == request.request_id for j in self._jobs.values()):
+        taken = self._request(record)
+        if taken is None or any(j.request_id == taken[0].request_id for j in self._jobs.values()):
             self._tracker.done(record.position, record.offset)
             return
-        job = _Job(record.position, record.offset, request.request_id)
+        request, recipient = taken
+        job = _Job(record.position, record.offset, request.request_id, recipient)
         self._jobs[job.key] = job
         self.stats["taken"] += 1
         log.info("serving %s request %s", request.kind, request.request_id)
@@ -196,8 +202,9 @@ class Worker:
             target=self._run_job, args=(job, request), name="masa-job", daemon=True
         ).start()
 
-    def _request(self, record: Record) -> RequestSubmitted | None:
-        """The request in ``record``; ``None`` (logged) for anything else."""
+    def _request(self, record: Record) -> tuple[RequestSubmitted, bytes] | None:
+        """The request in ``record`` and its oracle's public key; ``None`` (logged) for
+        anything else."""
         try:
             event = decode_message(
                 record.value, record.key, now=datetime.now(UTC), max_clock_skew=self._max_clock_skew
@@ -210,15 +217,25 @@ class Worker:
         if not isinstance(event.payload, RequestSubmitted):
             log.warning("skipping a %s on the requests topic", event.envelope.type)
             return None
-        return event.payload
+        return event.payload, requester_key(event.raw)
 
     def _run_job(self, job: _Job, request: RequestSubmitted) -> None:
+        chunks: list[ResultChunk] = []
         try:
             outcome = self._runner.serve(request)
+            chunks = self._seal(job, outcome)
         except Exception as exc:  # a bug must fail the request, not hang it
             log.exception("request %s crashed its job", job.request_id)
-            outcome = Failed("worker_error", f"{type(exc).__name__}: {exc}")
-        self._results.put((job, outcome))
+            outcome, chunks = Failed("worker_error", f"{type(exc).__name__}: {exc}"), []
+        self._results.put((job, outcome, chunks))
+
+    def _seal(self, job: _Job, outcome: Outcome) -> list[ResultChunk]:
+        """The result encrypted to the oracle, chunked and signed (on the job's thread)."""
+        if not isinstance(outcome, Completed) or outcome.result is None:
+            return []
+        if result_digest(outcome.result) != outcome.result_digest:
+            raise AssertionError("the result does not hash to its digest")
+        return seal(self.account, job.request_id, job.recipient, outcome.result)
 
     # --- results ----------------------------------------------------------------------------
 
@@ -234,19 +251,19 @@ class Worker:
                 finished.append(self._results.get_nowait())
             except queue.Empty:
                 break
-        for job, outcome in finished:
-            self._finish(job, outcome)
+        for job, outcome, chunks in finished:
+            self._finish(job, outcome, chunks)
 
-    def _finish(self, job: _Job, outcome: Outcome) -> None:
+    def _finish(self, job: _Job, outcome: Outcome, chunks: list[ResultChunk]) -> None:
         if self._jobs.get(job.key) is not job:
             return  # failed as shutdown already
         del self._jobs[job.key]
         if job.key in self._orphans:
             self._orphans.discard(job.key)
             return  # its partition's new owner serves the request again
-        self._report(job, outcome)
+        self._report(job, outcome, chunks)
 
-    def _report(self, job: _Job, outcome: Outcome) -> None:
+    def _report(self, job: _Job, outcome: Outcome, chunks: list[ResultChunk] | None = None) -> None:
         self.stats[
             "completed" if isinstance(outcome, Completed) else f"failed:{outcome.reason}"
         ] += 1
@@ -254,17 +271,25 @@ class Worker:
             log.info(
                 "request %s failed: %s %s", job.request_id, outcome.reason, outcome.detail[:200]
             )
-        self._unsent.append((job, result_messages(self.account, job.request_id, outcome)))
+        events = result_messages(self.account, job.request_id, outcome)
+        self._unsent.append((job, events, chunks or []))
 
     def _publish(self) -> None:
-        """Send and flush every signed result; only then are their offsets done."""
+        """Send and flush the sealed results, then the signed result events; only then are
+        their offsets done. A crash in between serves the requests again: the same records."""
         if not self._unsent:
             return
-        for _, messages in self._unsent:
-            for message in messages:
+        if any(chunks for _, _, chunks in self._unsent):
+            for _, _, chunks in self._unsent:
+                for chunk in chunks:
+                    self._producer.send(self._results_topic, chunk.key, chunk.value)
+            self._producer.flush()
+            self._unsent = [(job, events, []) for job, events, _ in self._unsent]
+        for _, events, _ in self._unsent:
+            for message in events:
                 self._producer.send(self._events_topic, message.key.encode(), message.value)
         self._producer.flush()
-        for job, _ in self._unsent:
+        for job, _, _ in self._unsent:
             self._tracker.done(job.tp, job.offset)
         self._unsent = []
 

@@ -15,6 +15,7 @@ from workers.scraping.spec import (
     FailureReason,
     StopReason,
     items_digest,
+    items_json,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "StopReason",
     "attribute",
     "items_digest",
+    "items_json",
     "parse_source_pattern",
     "run_data_job",
 ]

@@ -65,7 +65,12 @@ def sort_items(items: Iterable[DataItem]) -> list[DataItem]:
     return sorted(items, key=lambda item: (item.source_url, rfc8785.dumps(item.fields)))
 
 
+def items_json(items: Iterable[DataItem]) -> bytes:
+    """The RFC 8785 canonical JSON of the item list, in given order: a data job's result as
+    delivered to its oracle, and what its digest commits to."""
+    return rfc8785.dumps([item.model_dump(mode="json") for item in items])
+
+
 def items_digest(items: Iterable[DataItem]) -> str:
     """``0x`` + keccak256 of the RFC 8785 canonical JSON of the item list, in given order."""
-    payload = [item.model_dump(mode="json") for item in items]
-    return "0x" + keccak(rfc8785.dumps(payload)).hex()
+    return "0x" + keccak(items_json(items)).hex()

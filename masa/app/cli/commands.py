@@ -17,6 +17,7 @@ from masa.app.cli import (
     store,
     worker,
 )
+from masa.app.cli import request as request_cli
 
 app.registered_commands += demo.app.registered_commands + ingest.app.registered_commands
 app.registered_commands += index.app.registered_commands + serve.app.registered_commands
@@ -31,3 +32,4 @@ app.add_typer(config.app, name="config")
 app.add_typer(db.app, name="db")
 app.add_typer(project.app, name="project")
 app.add_typer(settle_verify.app, name="settle")
+app.add_typer(request_cli.app, name="request")

@@ -1,0 +1,158 @@
+"""``masa request submit|status|result``: an oracle app's requests from the command line
+(``masa.app.client``; docs/oracle.md)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+import typer
+
+from indexer.store.log import EventLog
+from masa.app.cli.common import JsonOption, err_console, print_json, settings
+from masa.app.client import OracleClient, Outcome, OutcomeReader
+from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
+from masa.app.settings import Settings
+from masa.app.wiring import open_bus, open_store
+from masa.errors import ConfigurationError
+
+app = typer.Typer(help="Submit requests as an oracle app; follow them; fetch results.")
+
+KeyFileOption = typer.Option(
+    None, "--key-file", help="The oracle's keystore (default: <home>/keys/oracle.json)."
+)
+PasswordEnvOption = typer.Option(
+    DEFAULT_PASSWORD_ENV, "--password-env", help="Variable holding the keystore password."
+)
+TimeoutOption = typer.Option(120.0, "--timeout", min=0, help="Seconds to wait, at most.")
+OutOption = typer.Option(None, "--out", help="Write the result to this file (default: stdout).")
+
+
+@app.command("submit")
+def submit(
+    ctx: typer.Context,
+    kind: str = typer.Option(..., "--kind", help="data or llm."),
+    spec: Path = typer.Option(..., "--spec", help="JSON file of the spec (docs/worker.md)."),
+    fee: int = typer.Option(..., "--fee", min=0, help="The fee in wei."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the outcome and the result."),
+    timeout_s: float = TimeoutOption,
+    out: Path | None = OutOption,
+    key_file: Path | None = KeyFileOption,
+    password_env: str = PasswordEnvOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Sign and send a RequestSubmitted; with --wait, also wait until the ledger stores its
+    outcome and print (or --out) the verified result."""
+    if kind not in ("data", "llm"):
+        raise ConfigurationError(f"--kind must be data or llm, not {kind!r}")
+    body = _spec(spec)
+    config = settings(ctx)
+    with _client(config, key_file, password_env) as client:
+        try:
+            rid = client.submit(kind, body, fee)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc).splitlines()[0]) from exc
+        if not wait:
+            if as_json:
+                print_json({"request_id": str(rid)})
+            else:
+                typer.echo(rid)
+            return
+        err_console.print(f"submitted {rid}; waiting for its outcome")
+        outcome = client.wait(rid, timeout_s)
+        _deliver(client, outcome, timeout_s, out, as_json)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    request_id: UUID = typer.Argument(..., help="The request id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The request's outcome as the ledger stores it: unknown, pending, completed, failed."""
+    config = settings(ctx)
+    store = open_store(config)
+    try:
+        outcome = OutcomeReader(EventLog(store)).get(request_id)
+    finally:
+        store.close()
+    _print_outcome(outcome, as_json)
+
+
+@app.command("result")
+def result(
+    ctx: typer.Context,
+    request_id: UUID = typer.Argument(..., help="The request id."),
+    timeout_s: float = TimeoutOption,
+    out: Path | None = OutOption,
+    key_file: Path | None = KeyFileOption,
+    password_env: str = PasswordEnvOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Fetch, verify and decrypt the request's result (it must be this oracle's request)."""
+    config = settings(ctx)
+    with _client(config, key_file, password_env) as client:
+        outcome = client.wait(request_id, timeout_s)
+        _deliver(client, outcome, timeout_s, out, as_json)
+
+
+def _deliver(
+    client: OracleClient, outcome: Outcome, timeout_s: float, out: Path | None, as_json: bool
+) -> None:
+    data = client.result(outcome.request_id, timeout_s)
+    if out is not None:
+        out.write_bytes(data)
+    if as_json:
+        report: dict[str, Any] = {**outcome.as_json(), "result_bytes": len(data)}
+        if out is None:
+            report["result"] = data.decode("utf-8", "replace")
+        else:
+            report["out"] = str(out)
+        print_json(report)
+    elif out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        err_console.print(f"{outcome.request_id}: {len(data)} bytes verified, written to {out}")
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        print_json(outcome.as_json())
+        return
+    for name, value in outcome.as_json().items():
+        typer.echo(f"{name}: {value}")
+
+
+def _spec(path: Path) -> dict[str, Any]:
+    try:
+        body = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ConfigurationError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ConfigurationError(f"{path}: the spec must be a JSON object")
+    return body
+
+
+@contextmanager
+def _client(config: Settings, key_file: Path | None, password_env: str) -> Iterator[OracleClient]:
+    path = key_file or config.home / "keys" / "oracle.json"
+    account = load_keystore(path, password_from(password_env))
+    store = open_store(config)
+    try:
+        yield OracleClient(
+            open_bus(config),
+            account,
+            EventLog(store),
+            events_topic=config.bus.events_topic,
+            results_topic=config.bus.results_topic,
+        )
+    finally:
+        store.close()
