@@ -85,7 +85,7 @@ class BusSettings(Section):
     results_topic: str = Field(
         "masa.results", description="results for oracle apps, encrypted to each (docs/oracle.md)"
     )
-    results_retention_ms: PositiveInt = Field(
+    results_retention_ms: Annotated[int, Field(ge=60_000, le=10 * 365 * 86_400_000)] = Field(
         7 * 24 * 3600 * 1000,
         description="how long the results topic keeps a result (Kafka retention.ms); 7 days",
     )
