@@ -161,6 +161,26 @@ class ProjectionSettings(BaseModel):
     )
 
 
+class SettlementSettings(BaseModel):
+    keystore: Path | None = Field(
+        None,
+        description="the settler's key (EpochClosed, postRoot); default: <home>/keys/settler.json",
+    )
+    confirmations: PositiveInt = Field(
+        3, description="blocks (its own included) after which a posted root is confirmed"
+    )
+    replace_after_s: PositiveFloat = Field(
+        120, description="a postRoot not mined after this long is replaced with a higher fee"
+    )
+    fee_bump_percent: int = Field(25, ge=10, le=500, description="fee raise per replacement")
+    poll_interval_s: PositiveFloat = Field(
+        2.0, description="wait between checks of masa settle run"
+    )
+    close_wait_s: PositiveFloat = Field(
+        60, description="how long masa settle run waits for its EpochClosed to be stored"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MASA_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -176,6 +196,7 @@ class Settings(BaseSettings):
     chain: ChainSettings = ChainSettings()
     worker: WorkerSettings = WorkerSettings()
     projections: ProjectionSettings = ProjectionSettings()
+    settlement: SettlementSettings = SettlementSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -212,6 +233,10 @@ class Settings(BaseSettings):
     @property
     def indexer_keystore_path(self) -> Path:
         return self.chain.indexer_keystore or self.home / "keys" / "indexer.json"
+
+    @property
+    def settler_keystore_path(self) -> Path:
+        return self.settlement.keystore or self.home / "keys" / "settler.json"
 
 
 def settings_reference() -> str:
