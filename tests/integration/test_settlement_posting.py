@@ -18,7 +18,7 @@ from masa.app.settle_chain import SettlementChain
 from settlement.posting import State
 from settlement.settler import SettlementRefused, SimulatedCrash
 from tests.support.fixtures import start_anvil
-from tests.support.settling import ADMIN, C1, C2, HELPER, W1, W2, SettleNet, keystore
+from tests.support.settling import ADMIN, C1, C2, HELPER, TOKEN, W1, W2, SettleNet, keystore
 
 pytestmark = [pytest.mark.anvil, pytest.mark.timeout(180)]
 
@@ -162,8 +162,9 @@ def test_another_root_on_chain_is_refused_loudly(net: SettleNet):
     with pytest.raises(SimulatedCrash):
         net.settler(stop_after=lambda r: r.state == "computed").run_once()
     admin = net.client(ADMIN)
-    fns = admin.distributor.functions
-    admin.send(fns.grantRole(fns.POSTER_ROLE().call(), net.accounts[ADMIN].address))
+    key = str(keystore(net, ADMIN))
+    granted = net.masa("rewards", "grant-poster", net.address(ADMIN), "--key-file", key)
+    assert granted.returncode == 0, granted.stderr
     admin.post_root(1, "0x" + "ab" * 32, 0, to_bytes32("someone else"))
     with pytest.raises(SettlementRefused, match="root_conflict"):
         net.settler().run_once()
@@ -225,3 +226,9 @@ def test_claim_command_for_oneself_and_for_another(net: SettleNet):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["account"] == worker
     assert net.client(HELPER).claimed(worker) == statement.line(worker).cumulative
+    admin = net.client(ADMIN)
+    admin.mint(admin.address, 5 * TOKEN)
+    funded = admin.distributor_state().total_funded
+    out = net.masa("rewards", "fund", "--amount", "2.5", "--key-file", str(keystore(net, ADMIN)))
+    assert out.returncode == 0, out.stderr
+    assert admin.distributor_state().total_funded - funded == 5 * TOKEN // 2
