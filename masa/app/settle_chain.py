@@ -12,6 +12,7 @@ from web3.types import Nonce, TxParams
 
 from contracts._tx import estimate_gas
 from contracts.client import MasaClient, to_bytes32
+from contracts.reverts import ContractReverted
 from masa.errors import RetryableError
 from settlement.posting import ChainView, PostedRoot, PostingRecord, SignedPost
 
@@ -105,10 +106,18 @@ class SettlementChain:
             base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
             max_priority_fee_per_gas = priority
             max_fee_per_gas = 2 * base + priority
+        try:
+            gas = estimate_gas(call, account.address)
+        except ContractReverted as exc:
+            if self.posted_root(record.chain_epoch) is not None:
+                # the chain moved on (a transaction of ours was mined meanwhile): look again
+                moved = f"postRoot of chain epoch {record.chain_epoch}: {exc}"
+                raise RetryableError(moved) from exc
+            raise
         params: TxParams = {
             "from": account.address,
             "nonce": Nonce(nonce),
-            "gas": estimate_gas(call, account.address),
+            "gas": gas,
             "maxFeePerGas": max_fee_per_gas,  # type: ignore[typeddict-item]
             "maxPriorityFeePerGas": max_priority_fee_per_gas,  # type: ignore[typeddict-item]
             "chainId": self.chain_id,

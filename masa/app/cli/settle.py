@@ -77,9 +77,12 @@ def run(
         else:
             stop = StopFlag()
             lines = []
+            shown: list[str] = []
             for progress in settler.run(lambda: stop.requested):
-                for line in progress.lines:
-                    err_console.print(line)
+                if progress.lines != shown:  # an idle pass repeats itself: say it once
+                    for line in progress.lines:
+                        err_console.print(line)
+                    shown = progress.lines
         rows = status_rows(db)
     finally:
         store.close()
