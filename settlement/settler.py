@@ -367,7 +367,17 @@ class Settler:
             self._check_stop(record)
 
         before = settlement.posting
-        step = drive_once(before, self.chain, persist, self.config.policy, self.now)
+        if before.refusal and before.state is not State.REFUSED:
+            before = replace(before, refusal=None)  # the last attempt's error, tried again
+        try:
+            step = drive_once(before, self.chain, persist, self.config.policy, self.now)
+        except PermanentError as exc:
+            # postRoot would revert (no poster role, underfunded on chain): nothing was sent;
+            # the record keeps its state, says why, and the next run tries again
+            failed = replace(self.db.get(before.epoch) or settlement, updated_at=self.now())
+            noted = replace(failed.posting, refusal=f"post_failed: {exc}")
+            self.db.save(replace(failed, posting=noted))
+            raise SettlementRefused(f"epoch {before.epoch} refused: post_failed: {exc}") from exc
         for note in step.notes:
             progress.say(f"epoch {before.epoch}: {note}")
         record = step.record

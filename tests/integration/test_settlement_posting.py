@@ -232,3 +232,21 @@ def test_claim_command_for_oneself_and_for_another(net: SettleNet):
     out = net.masa("rewards", "fund", "--amount", "2.5", "--key-file", str(keystore(net, ADMIN)))
     assert out.returncode == 0, out.stderr
     assert admin.distributor_state().total_funded - funded == 5 * TOKEN // 2
+
+
+def test_a_post_that_would_revert_is_recorded_and_retried(net: SettleNet):
+    """Without the poster role nothing is sent; the record says why; granted, it posts."""
+    close_epoch_zero(net)
+    admin = net.client(ADMIN)
+    fns = admin.distributor.functions
+    role, settler = fns.POSTER_ROLE().call(), net.settler_account.address
+    admin.send(fns.revokeRole(role, settler))
+    with pytest.raises(SettlementRefused, match="post_failed"):
+        net.settler().run_once()
+    record = net.db.get(0).posting
+    assert record.state is State.COMPUTED and record.refusal.startswith("post_failed")
+    assert "AccessControlUnauthorizedAccount" in record.refusal
+    admin.send(fns.grantRole(role, settler))
+    settle(net)
+    assert net.db.get(0).posting.refusal is None
+    assert_one_root_and_claims_pay(net)
