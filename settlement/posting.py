@@ -22,8 +22,9 @@ from the record and the chain alone:
   has them already answers "known", a nonce already mined shows up as ``RootPosted``;
 - ``mined`` whose ``RootPosted`` is gone (a reorg dropped the block) goes back to ``signed``
   and the same bytes are broadcast again;
-- ``broadcast`` for longer than ``replace_after_s`` is re-signed at the same nonce with a
-  higher fee (a replacement: at most one of the two can be mined, both post the same root);
+- ``broadcast`` for longer than ``replace_after_s`` goes back to ``computed`` keeping its nonce,
+  with both fee fields raised, and is signed again at that nonce (a replacement: at most one
+  of the two can be mined, both post the same root; the earlier hash is kept);
 - the distributor must be at ``chain_epoch - 1``: it cannot skip an epoch, and neither do we.
 
 Ledger epoch ``e`` is posted as chain epoch ``e + 1`` (the distributor's ``currentEpoch`` is 0
@@ -38,8 +39,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
-
-from masa.errors import PermanentError
 
 
 class State(StrEnum):
@@ -140,17 +139,6 @@ class Decision:
     record: PostingRecord
     action: Action
     note: str = ""
-
-
-class PostingRefused(PermanentError):
-    """The posting machine refused: the chain disagrees with the record (exit status 3)."""
-
-    exit_code = 3
-
-    def __init__(self, epoch: int, reason: str) -> None:
-        super().__init__(f"epoch {epoch}: {reason}")
-        self.epoch = epoch
-        self.reason = reason
 
 
 def _refuse(record: PostingRecord, code: str, message: str) -> Decision:
