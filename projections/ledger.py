@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from indexer.events import types as t
 from indexer.store.log import LoggedEvent
-from projections.models import attribution, epochs, nodes, requests, uptime
+from projections.models import attribution, claims, epochs, nodes, requests, uptime
 from projections.state import LedgerState
 
 NAME = "ledger"
@@ -29,6 +29,8 @@ def apply(state: LedgerState, event: LoggedEvent) -> None:
             requests.failed(state, event, p)
         case t.FeesDeposited():
             requests.deposited(state, event, p)
+        case t.Claimed():
+            claims.claimed(state, event, p)
         case t.DataSourceRegistered():
             attribution.registered(state, event, p)
         case t.DataUsed():
@@ -48,6 +50,7 @@ def _finalized(state: LedgerState, event: LoggedEvent, p: t.ChainFinalized) -> N
     epochs.chain_finalized(state, event, p)
     nodes.finalize_stake_logs(state, p.chain_id, p.block_number)
     requests.finalize_deposits(state, p.chain_id, p.block_number)
+    claims.finalize(state, p.chain_id, p.block_number)
 
 
 def _retracted(state: LedgerState, p: t.ChainLogRetracted) -> None:
@@ -56,6 +59,8 @@ def _retracted(state: LedgerState, p: t.ChainLogRetracted) -> None:
         nodes.retract_stake_log(state, retracted)
     elif p.retracted_type == "FeesDeposited":
         requests.retract_deposit(state, retracted)
+    elif p.retracted_type == "Claimed":
+        claims.retract(state, retracted)
 
 
 def refresh(state: LedgerState) -> None:

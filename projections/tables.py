@@ -152,6 +152,23 @@ CHAIN_FINALITY = _t(
     "chain_finality", ("chain_id",),
     chain_id="int", finalized_block="int", block_hash="text", position="int",
 )  # fmt: skip
+CLAIMS = _t(
+    "claims", ("event_id",),
+    event_id="text", account="text", amount="wei", cumulative="wei", chain_id="int",
+    block_number="int", tx_hash="text", final="bool", retracted="bool", position="int",
+)  # fmt: skip
+SETTLEMENTS = _t(
+    "settlements", ("epoch",),
+    epoch="int", chain_epoch="int", root="text", statement_hash="text",
+    total_cumulative="wei", state="text", nonce="int", raw_tx="text", tx_hash="text",
+    replaced_tx_hashes="text", max_fee_per_gas="wei", max_priority_fee_per_gas="wei",
+    broadcast_at="ts", block_number="int", close_position="int", finalized_block="int",
+    statement="text", refusal="text", updated_at="ts",
+)  # fmt: skip
+PAYOUTS = _t(
+    "payouts", ("epoch", "address", "kind"),
+    epoch="int", address="text", kind="text", earned="wei", cumulative="wei",
+)  # fmt: skip
 PROJECTION_POSITIONS = _t(
     "projection_positions", ("name",),
     name="text", position="int", head="int", lag_events="int", lag_seconds="float",
@@ -161,7 +178,9 @@ PROJECTION_POSITIONS = _t(
 #: The tables the ledger projection fills (rebuilt together, swapped together).
 LEDGER_TABLES = (
     NODES, STAKE_CHANGES, NODE_UPTIME, REQUESTS, ORACLE_BALANCES, FEE_DEPOSITS, DATA_SOURCES,
-    CONTRIBUTOR_ATTRIBUTION, DATA_USES, EPOCH_FEES, PARAMETERS, EPOCHS, CHAIN_FINALITY,
+    CONTRIBUTOR_ATTRIBUTION, DATA_USES, EPOCH_FEES, PARAMETERS, EPOCHS, CHAIN_FINALITY, CLAIMS,
 )  # fmt: skip
+#: The settler's tables: written by ``masa settle run``, not by a projection (never rebuilt).
+SETTLEMENT_TABLES = (SETTLEMENTS, PAYOUTS)
 #: Every table a dashboard may read (what ``masa db grant-reader`` grants).
-READ_MODEL_TABLES = (*LEDGER_TABLES, PROJECTION_POSITIONS)
+READ_MODEL_TABLES = (*LEDGER_TABLES, *SETTLEMENT_TABLES, PROJECTION_POSITIONS)

@@ -209,6 +209,24 @@ class ApiSettings(Section):
     reader_password: str = Field("", description="masked by masa config show")
 
 
+class SettlementSettings(Section):
+    keystore: Path | None = Field(
+        None,
+        description="the settler's key (EpochClosed, postRoot); default: <home>/keys/settler.json",
+    )
+    confirmations: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        3, description="blocks (its own included) after which a posted root is confirmed"
+    )
+    replace_after_s: Seconds = Field(
+        120, description="a postRoot not mined after this long is replaced with a higher fee"
+    )
+    fee_bump_percent: int = Field(25, ge=10, le=500, description="fee raise per replacement")
+    poll_interval_s: Seconds = Field(2.0, description="wait between checks of masa settle run")
+    close_wait_s: Seconds = Field(
+        60, description="how long masa settle run waits for its EpochClosed to be stored"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MASA_",
@@ -237,6 +255,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     projections: ProjectionSettings = ProjectionSettings()
     api: ApiSettings = ApiSettings()
+    settlement: SettlementSettings = SettlementSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -273,6 +292,10 @@ class Settings(BaseSettings):
     @property
     def indexer_keystore_path(self) -> Path:
         return self.chain.indexer_keystore or self.home / "keys" / "indexer.json"
+
+    @property
+    def settler_keystore_path(self) -> Path:
+        return self.settlement.keystore or self.home / "keys" / "settler.json"
 
 
 def settings_reference() -> str:

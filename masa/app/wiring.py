@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eth_account.signers.local import LocalAccount
 from eventsourcing.persistence import PersistenceError
@@ -31,7 +32,12 @@ from masa.app.settings import Settings
 from masa.errors import ConfigurationError, RetryableError
 from projections.db import PostgresReadDb, ReadDb, SqliteReadDb
 from projections.runner import RunnerConfig
+from settlement.posting import Policy as PostingPolicy
+from settlement.settler import SettlerConfig
 from workers.node.config import JobConfig, WorkerConfig
+
+if TYPE_CHECKING:
+    from masa.app.settle_chain import SettlementChain
 
 FOLLOWED_CONTRACTS = ("NodeStaking", "RewardsDistributor")
 
@@ -299,3 +305,22 @@ def open_event_log(settings: Settings) -> tuple[EventLog, EventStore]:
 def runner_config(settings: Settings) -> RunnerConfig:
     p = settings.projections
     return RunnerConfig(batch_size=p.batch_size, poll_interval_s=p.poll_interval_s)
+
+
+def settler_chain(settings: Settings, account: LocalAccount | None) -> SettlementChain:
+    """The settler's chain adapter over the configured deployment (``account`` signs)."""
+    from contracts.client import MasaClient
+    from masa.app.settle_chain import SettlementChain
+
+    w3 = open_web3(settings)
+    return SettlementChain(MasaClient(w3, Deployment.load(settings.deployment_path), account))
+
+
+def settler_config(settings: Settings) -> SettlerConfig:
+    s = settings.settlement
+    policy = PostingPolicy(
+        confirmations=s.confirmations,
+        replace_after_s=s.replace_after_s,
+        fee_bump_percent=s.fee_bump_percent,
+    )
+    return SettlerConfig(policy, close_wait_s=s.close_wait_s, poll_interval_s=s.poll_interval_s)

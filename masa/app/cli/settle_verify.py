@@ -33,7 +33,8 @@ from settlement.formula import Term
 from settlement.merkle import REWARD_LEAF_ENCODING, verify_proof
 
 app = typer.Typer(
-    help="Settlement checks: export and verify bundles, verify against the chain, explain.",
+    help="Settlement: close epochs and post roots (run, status); verify, explain, prove,"
+    " export bundles.",
     no_args_is_help=True,
 )
 settle = app
