@@ -205,11 +205,22 @@ class Follower:
 
     def _events(self, state: IndexerState, logs: list[RawLog]) -> tuple[ChainEvent, ...]:
         events = []
+        times: dict[tuple[int, str], int] = {}
         for raw in sorted(logs, key=lambda r: (r.block_number, r.log_index)):
             if raw.address not in state.contracts:
                 raise ChainError(f"log of {raw.address}, which is not followed")
             decoded = self.decoder.decode(raw, state.chain_id)
             if decoded is not None:
                 name, payload, key = decoded
-                events.append(ChainEvent(name, payload, event_id(state, payload.log), key))
+                at = self._block_time(raw, times)
+                events.append(ChainEvent(name, payload, event_id(state, payload.log), key, at))
         return tuple(events)
+
+    def _block_time(self, raw: RawLog, known: dict[tuple[int, str], int]) -> int:
+        """A chain event occurred when its block was made (not when it was indexed)."""
+        if raw.block_timestamp is not None:
+            return raw.block_timestamp
+        block = (raw.block_number, raw.block_hash)
+        if block not in known:
+            known[block] = self.rpc.block_time(*block)
+        return known[block]

@@ -45,6 +45,8 @@ class RawLog:
     block_hash: str
     tx_hash: str
     log_index: int
+    block_timestamp: int | None = None
+    """Unix seconds, where the node puts ``blockTimestamp`` in its logs (else read per block)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class ChainEvent:
     payload: ChainPayload
     event_id: UUID
     stream_key: str
+    block_time: int | None = None
+    """The block's timestamp (unix seconds): the event's ``occurred_at``."""
 
     @property
     def log(self) -> ChainLog:

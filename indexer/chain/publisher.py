@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID
 
 from eth_account.signers.local import LocalAccount
@@ -99,7 +100,10 @@ class Publisher:
                     yield from (self._retraction(step.state, r) for r in retracted)
                 case LogsBatch(events=events):
                     for e in events:
-                        yield make_event(self.account, e.type, e.payload, event_id=e.event_id)
+                        yield make_event(
+                            self.account, e.type, e.payload, event_id=e.event_id,
+                            occurred_at=_block_datetime(e.block_time),
+                        )  # fmt: skip
         if marker is not None:
             yield self._marker(step.state, marker)
 
@@ -142,3 +146,7 @@ class Publisher:
         return make_event(
             self.account, "ChainFinalized", payload, event_id=marker_id(state, finalized)
         )
+
+
+def _block_datetime(block_time: int | None) -> datetime | None:
+    return None if block_time is None else datetime.fromtimestamp(block_time, UTC)

@@ -64,6 +64,9 @@ class ChainRpc(Protocol):
     ) -> list[RawLog]:
         """Exactly the logs of ``block`` (by hash); ``ChainMoved`` if the node lost it."""
 
+    def block_time(self, number: int, block_hash: str) -> int:
+        """The timestamp of block ``number``; ``ChainMoved`` if it is no longer ``block_hash``."""
+
 
 class TokenBucket:
     """``rate`` requests per second on average, bursts of up to ``burst``."""
@@ -162,6 +165,12 @@ class HttpRpc:
         tag = hex(at) if isinstance(at, int) else at
         return _block_from_json(self._call("eth_getBlockByNumber", [tag, False]))
 
+    def block_time(self, number: int, block_hash: str) -> int:
+        block = self._call("eth_getBlockByNumber", [hex(number), False])
+        if block is None or block["hash"].lower() != block_hash:
+            raise ChainMoved(f"block {number} is no longer {block_hash}")
+        return int(block["timestamp"], 16)
+
     def finalized(self) -> BlockRef | None:
         if not self._has_finalized:
             return None
@@ -244,6 +253,7 @@ def _log_from_json(log: dict[str, Any]) -> RawLog:
         block_hash=log["blockHash"].lower(),
         tx_hash=log["transactionHash"].lower(),
         log_index=int(log["logIndex"], 16),
+        block_timestamp=int(log["blockTimestamp"], 16) if log.get("blockTimestamp") else None,
     )
 
 
@@ -281,6 +291,18 @@ class Web3Rpc:
             return self.block("finalized")
         except ChainError:
             return None
+
+    def block_time(self, number: int, block_hash: str) -> int:
+        def read() -> int:
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                block = None
+            if block is None or block["hash"].to_0x_hex() != block_hash:
+                raise ChainMoved(f"block {number} is no longer {block_hash}")
+            return int(block["timestamp"])
+
+        return self._call(read)
 
     def logs(
         self, addresses: Sequence[str], topics: Sequence[str], first: int, last: int

@@ -47,7 +47,12 @@ def submit(
     as_json: bool = JsonOption,
 ) -> None:
     """Sign and send a RequestSubmitted; with --wait, also wait until the ledger stores its
-    outcome and print (or --out) the verified result."""
+    outcome and print (or --out) the verified result.
+
+    Examples:
+      masa request submit --kind data --spec spec.json --fee 1000000000000000 --wait
+      masa request submit --kind llm --spec prompt.json --fee 10000 --wait --out answer.txt
+    """
     if kind not in ("data", "llm"):
         raise ConfigurationError(f"--kind must be data or llm, not {kind!r}")
     body = _spec(spec)
@@ -74,7 +79,11 @@ def status(
     request_id: UUID = typer.Argument(..., help="The request id."),
     as_json: bool = JsonOption,
 ) -> None:
-    """The request's outcome as the ledger stores it: unknown, pending, completed, failed."""
+    """The request's outcome as the ledger stores it: unknown, pending, completed, failed.
+
+    Examples:
+      masa request status 0f8c2b9e-0d7e-4b5a-9a51-3c2f6d1e7a10 --json
+    """
     config = settings(ctx)
     store = open_store(config)
     try:
@@ -94,7 +103,11 @@ def result(
     password_env: str = PasswordEnvOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Fetch, verify and decrypt the request's result (it must be this oracle's request)."""
+    """Fetch, verify and decrypt the request's result (it must be this oracle's request).
+
+    Examples:
+      masa request result 0f8c2b9e-0d7e-4b5a-9a51-3c2f6d1e7a10 --out result.json
+    """
     config = settings(ctx)
     with _client(config, key_file, password_env) as client:
         outcome = client.wait(request_id, timeout_s)

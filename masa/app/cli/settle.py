@@ -96,7 +96,12 @@ def run(
 
 @settle_app.command("status")
 def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    """Per epoch: the posting state, root, transaction and any refusal."""
+    """Per epoch: the posting state, root, transaction and any refusal.
+
+    Examples:
+      masa settle status
+      masa settle status --json | jq '.[] | select(.state != "confirmed")'
+    """
     from settlement.settler import status_rows
 
     db, _log, store = _open(ctx)
@@ -121,7 +126,11 @@ def fund(
     key_file: Path = KeyFile,
     password_env: str = PasswordEnv,
 ) -> None:
-    """Add emissions to the distributor (approves it first if needed)."""
+    """Add emissions to the distributor (approves it first if needed).
+
+    Examples:
+      masa rewards fund --amount 10000 --key-file treasury.json
+    """
     total = _client(ctx, key_file, password_env).fund(tokens(amount))
     err_console.print(f"funded {amount} MASA; total funded {Decimal(total) / 10**18} MASA")
 
@@ -133,7 +142,11 @@ def grant_poster(
     key_file: Path = KeyFile,
     password_env: str = PasswordEnv,
 ) -> None:
-    """Grant the distributor's poster role (needs its admin key)."""
+    """Grant the distributor's poster role (needs its admin key).
+
+    Examples:
+      masa rewards grant-poster 0xSETTLER... --key-file admin.json
+    """
     client = _client(ctx, key_file, password_env)
     fns = client.distributor.functions
     who = _address(address)
@@ -152,7 +165,12 @@ def claim(
     as_json: bool = JsonOption,
 ) -> None:
     """Claim rewards for oneself or anyone: the proof comes from the settlement whose root the
-    distributor holds (the current root, or the previous one); tokens go to ADDRESS."""
+    distributor holds (the current root, or the previous one); tokens go to ADDRESS.
+
+    Examples:
+      masa claim --key-file worker.json
+      masa claim 0xCONTRIBUTOR... --key-file anyone.json --json
+    """
     from masa.app.wiring import open_read_db
     from settlement.settler import SettlementDb
 
