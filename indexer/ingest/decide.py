@@ -46,9 +46,6 @@ class Policy:
     trusted_indexers: Collection[str] = field(default_factory=frozenset)
 
 
-_NODE_ROLES = {Role.WORKER: 1, Role.ORACLE: 2}
-
-
 def decide(
     event: Event, stream: StreamState, producer: StreamState | None, policy: Policy
 ) -> Decision:
@@ -66,13 +63,13 @@ def _check_producer(event: Event, node: StreamState | None, policy: Policy) -> D
     if role is Role.INDEXER:
         return None if producer in policy.trusted_indexers else Reject(Reason.UNTRUSTED_INDEXER)
     if role is Role.CONTRIBUTOR:
-        contributor = event.payload.contributor  # type: ignore[attr-defined]
+        contributor = getattr(event.payload, "contributor", None)  # contributors' types carry it
         return None if contributor == producer else Reject(Reason.NOT_CONTRIBUTOR)
     if node is None or node.stake is None:
         return Hold(f"stake:{producer}", Reason.NOT_STAKED, f"{producer} has never staked")
     if node.stake == 0:
         return Reject(Reason.NOT_STAKED, f"{producer} has no active stake")
-    if node.role != _NODE_ROLES[role]:
+    if node.role != role.node_role:
         return Reject(Reason.WRONG_ROLE, f"{event.envelope.type} needs the {role} role")
     return None
 
@@ -105,7 +102,8 @@ def _data_used(event: Event, stream: StreamState) -> Decision:
 
 
 def _heartbeat(event: Event, stream: StreamState) -> Decision:
-    seq = event.payload.seq  # type: ignore[attr-defined]
+    assert isinstance(event.payload, t.Heartbeat | t.HeartbeatV1)  # _STREAM_CHECKS' key
+    seq = event.payload.seq
     if stream.last_seq is not None and seq <= stream.last_seq:
         return Reject(Reason.STALE_HEARTBEAT, f"seq {seq} <= last {stream.last_seq}")
     return Accept()
@@ -118,7 +116,8 @@ def _source(event: Event, stream: StreamState) -> Decision:
 
 
 def _retraction(event: Event, stream: StreamState) -> Decision:
-    retracted = str(event.payload.retracted_id)  # type: ignore[attr-defined]
+    assert isinstance(event.payload, t.ChainLogRetracted)  # _STREAM_CHECKS' key
+    retracted = str(event.payload.retracted_id)
     if all(e.event_id != retracted for e in stream.chain):
         return Reject(Reason.UNKNOWN_LOG, f"no chain event {retracted} in this stream")
     return Accept()
