@@ -17,6 +17,7 @@ from indexer.events import Event, Reason, stream_id
 from indexer.ingest.batch import BatchBuilder, BatchContext, Holds, Topics, decode_or_reject
 from indexer.ingest.decide import Policy
 from indexer.ingest.port import IngestStore, OutboxRecord, StreamState, WriteConflict
+from indexer.retry import Backoff
 from masa.errors import EventRejected, RetryableError
 
 log = logging.getLogger("masa.ingest")
@@ -99,17 +100,17 @@ class Ingestor:
         on_batch: Callable[[Counter[str]], None] | None = None,
     ) -> None:
         self._consumer.subscribe([self.config.topics.events], self)
-        backoff = 0.1
+        backoff = Backoff()
         try:
             while not should_stop():
                 try:
                     batch_stats = self.step()
-                    backoff = 0.1
+                    backoff.reset()
                 except RetryableError as exc:
-                    log.warning("%s; retrying in %.1fs", exc, backoff)
+                    delay = backoff.next_delay()
+                    log.warning("%s; retrying in %.1fs", exc, delay)
                     self._reset()
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    backoff.pause(delay, should_stop)
                     continue
                 if on_batch and batch_stats:
                     on_batch(batch_stats)
