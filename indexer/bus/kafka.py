@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future
 from typing import Any, Generic, Protocol, TypeVar
 
 import kafka
@@ -70,12 +69,6 @@ class KafkaBus(Bus):
         self.replication_factor = replication_factor
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self._partitions: dict[str, int] = {}
-
-    def _admin(self) -> KafkaAdminClient:
-        with _mapped():
-            return KafkaAdminClient(
-                bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
-            )
 
     def ensure_topics(
         self, topics: Mapping[str, int], configs: Mapping[str, Mapping[str, str]] | None = None
@@ -191,7 +184,7 @@ class KafkaProducer(Producer):
                 batch_size=512 * 1024,
                 max_request_size=MAX_RECORD_BYTES,
             )
-        self._inflight: list[Future[Any]] = []
+        self._inflight: list[Any] = []  # kafka-python's FutureRecordMetadata
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         if len(value) + len(key or b"") > MAX_RECORD_BYTES:
@@ -213,7 +206,7 @@ class KafkaProducer(Producer):
             self._producer.close()
 
 
-class _Listener(kafka.ConsumerRebalanceListener):
+class _Listener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base (no stubs)
     def __init__(self, consumer: kafka.KafkaConsumer, listener: RebalanceListener) -> None:
         self._consumer = consumer
         self._listener = listener

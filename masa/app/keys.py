@@ -55,7 +55,8 @@ def load_keystore(path: Path, password: str) -> LocalAccount:
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not a keystore file: {exc}") from exc
     try:
-        return Account.from_key(Account.decrypt(keystore, password))
+        account: LocalAccount = Account.from_key(Account.decrypt(keystore, password))
+        return account
     except ValueError as exc:
         raise ConfigurationError(f"cannot decrypt {path}: wrong password?") from exc
 
@@ -66,4 +67,4 @@ def keystore_address(path: Path) -> str:
         address = json.loads(path.read_text())["address"]
     except (OSError, KeyError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path} is not a keystore file") from exc
-    return "0x" + address.lower().removeprefix("0x")
+    return "0x" + str(address).lower().removeprefix("0x")
