@@ -94,10 +94,10 @@ def _replay(w3: Web3, receipt: TxReceipt) -> ContractReverted:
     included that way; ones after it are too, so the decoded error is a best effort.
     """
     tx = w3.eth.get_transaction(receipt["transactionHash"])
-    call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"]}
+    call: TxParams = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"]}
     tx_hash = receipt["transactionHash"].to_0x_hex()
     try:
-        w3.eth.call(call, block_identifier=receipt["blockNumber"])  # type: ignore[arg-type]
+        w3.eth.call(call, block_identifier=receipt["blockNumber"])
     except (Web3Exception, TransactionFailed) as exc:
         reverted = as_contract_reverted(exc)
         if reverted is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -24,14 +23,10 @@ from web3.types import BlockIdentifier, TxReceipt
 
 from contracts._tx import SignedTx, Transactable, send_signed, sign, transact
 from contracts.deploy import Deployment, contract_at
+from indexer.events import NodeRole as Role
 from masa.errors import ChainError, ConfigurationError
 
-
-class Role(IntEnum):
-    """Node roles as NodeStaking numbers them; an address holds at most one at a time."""
-
-    WORKER = 1
-    ORACLE = 2
+__all__ = ["DistributorState", "LockInfo", "MasaClient", "Role", "StakeStatus", "to_bytes32"]
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,8 @@ class Deployment:
 
     def save(self, path: Path) -> None:
         """Write the deployment as JSON, atomically."""
-        data = {"format": DEPLOYMENT_FORMAT, "chain_id": self.chain_id}
-        data["contracts"] = {name: asdict(c) for name, c in self.contracts().items()}  # type: ignore[assignment]
+        data: dict[str, object] = {"format": DEPLOYMENT_FORMAT, "chain_id": self.chain_id}
+        data["contracts"] = {name: asdict(c) for name, c in self.contracts().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -172,7 +172,7 @@ def _emission(
 
 
 def _no_emission(parameters: RewardParameters, worker: WorkerEpoch) -> Award:
-    terms = {
+    terms: dict[str, Term] = {
         "reason": no_emission_reason(parameters, worker) or "no_weight",
         "uptime_ppm": worker.uptime_ppm,
         "min_uptime_ppm": parameters.min_uptime_ppm,
@@ -215,10 +215,10 @@ def fee_awards(parameters: RewardParameters, requests: Sequence[PaidRequest]) ->
 def request_awards(parameters: RewardParameters, request: PaidRequest) -> list[Award]:
     """One paid request's fee, split between the treasury, the worker and the contributors."""
     split = split_fee(parameters, request.fee)
-    base = {"request_id": request.request_id, "fee": request.fee}
+    base: dict[str, Term] = {"request_id": request.request_id, "fee": request.fee}
     events = (request.completed_event_id,)
-    protocol_terms = {**base, "protocol_share_bps": parameters.protocol_share_bps}
-    worker_terms = {**base, "protocol": split.protocol, "data": split.data}
+    protocol_terms: dict[str, Term] = {**base, "protocol_share_bps": parameters.protocol_share_bps}
+    worker_terms: dict[str, Term] = {**base, "protocol": split.protocol, "data": split.data}
     return [
         _award(
             parameters.treasury, "treasury", split.protocol, "protocol_fee", protocol_terms, events
@@ -232,17 +232,17 @@ def data_awards(parameters: RewardParameters, request: PaidRequest, data: int) -
     """The data part by units among the request's contributors; dust to the treasury."""
     by_contributor = _uses_by_contributor(request.uses)
     total_units = sum(use.units for use in request.uses)
-    base = {"request_id": request.request_id, "data": data}
+    base: dict[str, Term] = {"request_id": request.request_id, "data": data}
     if total_units == 0:
-        events = (request.completed_event_id,)
+        events: tuple[str, ...] = (request.completed_event_id,)
         return [_award(parameters.treasury, "treasury", data, "data_unattributed", base, events)]
     awards = [
         _data_fee(request, data, contributor, uses, total_units)
         for contributor, uses in by_contributor.items()
     ]
     distributed = sum(award.amount for award in awards)
-    events = [request.completed_event_id, *(use.event_id for use in request.uses)]
-    dust_terms = {**base, "distributed": distributed}
+    events = (request.completed_event_id, *(use.event_id for use in request.uses))
+    dust_terms: dict[str, Term] = {**base, "distributed": distributed}
     dust = _award(
         parameters.treasury, "treasury", data - distributed, "data_dust", dust_terms, events
     )
@@ -257,7 +257,7 @@ def _data_fee(
     total_units: int,
 ) -> Award:
     units = sum(use.units for use in uses)
-    terms = {
+    terms: dict[str, Term] = {
         "request_id": request.request_id,
         "data": data,
         "units": units,

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import eth_abi
 from eth_abi.exceptions import ABITypeError, EncodingError, ParseError
@@ -205,8 +205,13 @@ def _process_proof(leaf: bytes, proof: Sequence[str]) -> bytes:
     return node
 
 
+def _keccak(data: bytes) -> bytes:
+    digest: bytes = keccak_256(data).digest()  # sha3 has no type information
+    return digest
+
+
 def _node_hash(a: bytes, b: bytes) -> bytes:
-    return keccak_256(a + b if a <= b else b + a).digest()
+    return _keccak(a + b if a <= b else b + a)
 
 
 def _leaf_hash(encoding: tuple[str, ...], value: Sequence[Any]) -> bytes:
@@ -214,21 +219,22 @@ def _leaf_hash(encoding: tuple[str, ...], value: Sequence[Any]) -> bytes:
 
 
 def _hash_normalized(encoding: tuple[str, ...], value: tuple[Any, ...]) -> bytes:
-    return keccak_256(keccak_256(_abi_encode(encoding, value)).digest()).digest()
+    return _keccak(_keccak(_abi_encode(encoding, value)))
 
 
 def _abi_encode(encoding: tuple[str, ...], value: tuple[Any, ...]) -> bytes:
     types = _parse_encoding(encoding)
     try:
-        if all(_is_word(t) for t in types):
+        words = [t for t in types if _is_word(t)]
+        if len(words) == len(types):
             # eth_abi's validation would be two thirds of building a 100k-leaf tree.
-            return b"".join(map(_word, types, value))
+            return b"".join(map(_word, words, value))
         return eth_abi.encode(encoding, value)
     except (EncodingError, OverflowError) as exc:
         raise MerkleTreeError(f"Cannot encode {value!r} as {list(encoding)}: {exc}") from exc
 
 
-def _is_word(abi_type: ABIType) -> bool:
+def _is_word(abi_type: ABIType) -> TypeGuard[BasicType]:
     return isinstance(abi_type, BasicType) and not abi_type.is_array and not abi_type.is_dynamic
 
 
@@ -240,12 +246,12 @@ def _word(abi_type: BasicType, value: Any) -> bytes:
     if base == "bool" and isinstance(value, bool):
         return value.to_bytes(32, "big")
     if base == "uint" and value >= 0:
-        return value.to_bytes(bits // 8, "big").rjust(32, b"\0")
+        return cast(int, value).to_bytes(bits // 8, "big").rjust(32, b"\0")
     if base == "int":
         pad = b"\xff" if value < 0 else b"\0"
-        return value.to_bytes(bits // 8, "big", signed=True).rjust(32, pad)
+        return cast(int, value).to_bytes(bits // 8, "big", signed=True).rjust(32, pad)
     if base == "bytes" and len(value) <= bits:
-        return value.ljust(32, b"\0")
+        return cast(bytes, value).ljust(32, b"\0")
     raise MerkleTreeError(f"Value {value!r} does not fit {abi_type.to_type_str()}")
 
 
@@ -273,6 +279,7 @@ def _normalize(abi_type: ABIType, value: Any) -> Any:
         _check_sequence(value, abi_type.to_type_str())
         if abi_type.is_array:
             return tuple(_normalize(abi_type.item_type, item) for item in value)
+        assert isinstance(abi_type, TupleType)
         if len(value) != len(abi_type.components):
             raise MerkleTreeError(f"Wrong arity for {abi_type.to_type_str()}: {value!r}")
         return tuple(_normalize(t, v) for t, v in zip(abi_type.components, value, strict=True))

@@ -22,7 +22,7 @@ import rfc8785
 from sha3 import keccak_256
 
 from masa.errors import PermanentError
-from settlement.formula import KINDS, Rewards
+from settlement.formula import Rewards
 from settlement.merkle import REWARD_LEAF_ENCODING, StandardMerkleTree, rewards_tree
 
 STATEMENT_FORMAT = "masa-statement-v1"
@@ -97,7 +97,8 @@ class Statement:
 
     @property
     def statement_hash(self) -> str:
-        return "0x" + keccak_256(self.canonical_bytes()).hexdigest()
+        digest: str = keccak_256(self.canonical_bytes()).hexdigest()
+        return "0x" + digest
 
     def tree(self) -> StandardMerkleTree:
         """The tree of ``(address, cumulative)`` leaves; a statement without lines has none."""
@@ -157,7 +158,15 @@ def load_statement(data: bytes | str) -> Statement:
 def _line(rewards: Rewards, address: str, previous: int) -> StatementLine:
     by_kind = rewards.earned_by_kind(address)
     earned = sum(by_kind.values())
-    return StatementLine(address, *(by_kind[kind] for kind in KINDS), earned, previous + earned)
+    return StatementLine(
+        address,
+        emission=by_kind["emission"],
+        worker_fee=by_kind["worker_fee"],
+        data_fee=by_kind["data_fee"],
+        treasury=by_kind["treasury"],
+        earned=earned,
+        cumulative=previous + earned,
+    )
 
 
 # --- checks before posting ----------------------------------------------------------------------

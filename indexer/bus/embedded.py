@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from indexer.bus.base import (
@@ -33,7 +33,8 @@ from indexer.bus.base import (
     TransactionalProducer,
     partition_for,
 )
-from masa.errors import ConfigurationError, RetryableError
+from indexer.sqlite_errors import mapped
+from masa.errors import ConfigurationError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -55,11 +56,19 @@ _Pending = list[tuple[str, bytes | None, bytes]]
 _Check = Callable[[sqlite3.Connection], None]
 
 
+def _mapped(path: Path) -> AbstractContextManager[None]:
+    """SQLite's errors as the port promises them (``indexer.sqlite_errors``): a locked, busy
+    or full file is ``RetryableError``; a read-only, unopenable or damaged one is
+    ``PermanentError``. Every public call of this module's classes runs inside it."""
+    return mapped(f"embedded bus {path}")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    with _mapped(path):
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
 
@@ -84,7 +93,8 @@ class EmbeddedBus(Bus):
         self.path = path
         self.session_timeout_s = session_timeout_s
         self._conn = _connect(path)
-        self._conn.executescript(_SCHEMA)
+        with _mapped(path):
+            self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
     def ensure_topics(
@@ -95,7 +105,7 @@ class EmbeddedBus(Bus):
             for name, config in (configs or {}).items()
             for key, value in config.items()
         ]
-        with self._lock, _immediate(self._conn) as conn:
+        with self._lock, _mapped(self.path), _immediate(self._conn) as conn:
             new = [(n, p) for n, p in topics.items() if not self._exists(n)]
             conn.executemany("INSERT INTO topics (name, partitions) VALUES (?, ?)", new)
             created = {n for n, _ in new}
@@ -107,14 +117,14 @@ class EmbeddedBus(Bus):
         return row is not None
 
     def compacted(self, topic: str) -> bool:
-        with self._lock:
+        with self._lock, _mapped(self.path):
             rows = self._conn.execute(
                 "SELECT key, value FROM topic_configs WHERE name = ?", (topic,)
             ).fetchall()
         return set(COMPACTED.items()) <= set(rows)
 
     def partitions(self, topic: str) -> int:
-        with self._lock:
+        with self._lock, _mapped(self.path):
             row = self._conn.execute(
                 "SELECT partitions FROM topics WHERE name = ?", (topic,)
             ).fetchone()
@@ -124,7 +134,7 @@ class EmbeddedBus(Bus):
 
     def end_offsets(self, topic: str) -> dict[TopicPartition, int]:
         ends = {TopicPartition(topic, p): 0 for p in range(self.partitions(topic))}
-        with self._lock:
+        with self._lock, _mapped(self.path):
             rows = self._conn.execute(
                 "SELECT partition, MAX(offset) + 1 FROM records WHERE topic = ? GROUP BY partition",
                 (topic,),
@@ -166,7 +176,7 @@ class EmbeddedProducer(Producer):
 
     def flush_checked(self, check: _Check | None) -> None:
         """Append what is pending in one transaction, after ``check`` passed inside it."""
-        with self._lock:
+        with self._lock, _mapped(self._bus.path):
             pending, self._pending = self._pending, []
             if pending:
                 self._append(pending, check)
@@ -207,14 +217,15 @@ class EmbeddedProducer(Producer):
 
     def close(self) -> None:
         self.flush()
-        self._conn.close()
+        with _mapped(self._bus.path):
+            self._conn.close()
 
 
 class EmbeddedTransactionalProducer(TransactionalProducer):
     def __init__(self, bus: EmbeddedBus, transactional_id: str) -> None:
         self._producer = EmbeddedProducer(bus)
         self._id = transactional_id
-        with _immediate(_connect(bus.path)) as conn:
+        with _mapped(bus.path), _immediate(_connect(bus.path)) as conn:
             conn.execute(
                 "INSERT INTO producers VALUES (?, 1)"
                 " ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1",
@@ -235,10 +246,7 @@ class EmbeddedTransactionalProducer(TransactionalProducer):
         self._producer.send(topic, key, value)
 
     def commit(self) -> None:
-        try:
-            self._producer.flush_checked(self._check_epoch)
-        except sqlite3.OperationalError as exc:  # locked or I/O: rolled back, nothing written
-            raise RetryableError(f"embedded bus: {exc}") from exc
+        self._producer.flush_checked(self._check_epoch)  # on an error: rolled back, nothing written
 
     def abort(self) -> None:
         self._producer.discard()
@@ -262,7 +270,8 @@ class EmbeddedConsumer(Consumer):
         if not self._group:
             raise ConfigurationError("a consumer without a group cannot subscribe")
         self._topics, self._listener = topics, listener
-        self._heartbeat()
+        with _mapped(self._bus.path):
+            self._heartbeat()
 
     def assign(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._positions = dict(offsets)
@@ -279,9 +288,10 @@ class EmbeddedConsumer(Consumer):
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._listener is not None:
-                self._rebalance()
-            records = self._fetch(max_records)
+            with _mapped(self._bus.path):
+                if self._listener is not None:
+                    self._rebalance()
+                records = self._fetch(max_records)
             if records or time.monotonic() >= deadline:
                 return records
             time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
@@ -302,6 +312,10 @@ class EmbeddedConsumer(Consumer):
         return records
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        with _mapped(self._bus.path):
+            self._commit(offsets)
+
+    def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         self._conn.executemany(
             "INSERT INTO committed VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition)"
             " DO UPDATE SET offset = excluded.offset",
@@ -311,11 +325,13 @@ class EmbeddedConsumer(Consumer):
     def close(self) -> None:
         if self._listener is not None:
             self._listener.on_revoked(sorted(self._positions))
-            self._conn.execute(
-                "DELETE FROM members WHERE grp = ? AND member = ?", (self._group, self._member)
-            )
-        self._positions = {}
-        self._conn.close()
+        with _mapped(self._bus.path):
+            if self._listener is not None:
+                self._conn.execute(
+                    "DELETE FROM members WHERE grp = ? AND member = ?", (self._group, self._member)
+                )
+            self._positions = {}
+            self._conn.close()
 
     # --- group membership -------------------------------------------------------------------
 

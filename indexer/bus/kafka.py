@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
-from concurrent.futures import Future
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import kafka
 import kafka.errors
@@ -32,8 +31,24 @@ from masa.errors import ConfigurationError, PermanentError, RetryableError
 _CONSUMER_TUNING: dict[str, Any] = {"max_poll_records": 5000, "fetch_max_wait_ms": 100}
 
 
-def _retryable(exc: Exception) -> RetryableError:
-    return RetryableError(f"kafka: {type(exc).__name__}: {exc}")
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+@contextlib.contextmanager
+def _mapped(fenced: str | None = None) -> Iterator[None]:
+    """Translate kafka-python's errors at the adapter boundary, once for every call: a fenced
+    transactional producer is ``ProducerFenced`` (``fenced`` names it), every other
+    ``KafkaError`` is ``RetryableError`` (broker unavailable, timeouts, rebalances)."""
+    try:
+        yield
+    except kafka.errors.ProducerFencedError as exc:
+        raise ProducerFenced(f"{fenced}: {exc}" if fenced else str(exc)) from exc
+    except kafka.errors.KafkaError as exc:
+        raise RetryableError(f"kafka: {type(exc).__name__}: {exc}") from exc
 
 
 class KafkaBus(Bus):
@@ -51,19 +66,10 @@ class KafkaBus(Bus):
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self._partitions: dict[str, int] = {}
 
-    def _admin(self) -> KafkaAdminClient:
-        try:
-            return KafkaAdminClient(
-                bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
-            )
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
-
     def ensure_topics(
         self, topics: Mapping[str, int], configs: Mapping[str, Mapping[str, str]] | None = None
     ) -> None:
-        admin = self._admin()
-        try:
+        with self._admin() as admin, _mapped():
             existing = set(admin.list_topics())
             missing = [
                 NewTopic(
@@ -78,41 +84,27 @@ class KafkaBus(Bus):
             if missing:
                 with contextlib.suppress(kafka.errors.TopicAlreadyExistsError):
                     admin.create_topics(missing)
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
-        finally:
-            admin.close()
 
     def partitions(self, topic: str) -> int:
         if topic not in self._partitions:
-            admin = self._admin()
-            try:
+            with self._admin() as admin, _mapped():
                 described = admin.describe_topics([topic])
-            except kafka.errors.KafkaError as exc:
-                raise _retryable(exc) from exc
-            finally:
-                admin.close()
             if not described or described[0].get("error_code", 0) != 0:
                 raise ConfigurationError(f"topic {topic!r} does not exist")
             self._partitions[topic] = len(described[0]["partitions"])
         return self._partitions[topic]
 
     def end_offsets(self, topic: str) -> dict[TopicPartition, int]:
-        consumer = self._raw_consumer(group=None)
-        try:
+        with self._raw_consumer(group=None) as consumer, _mapped():
             tps = [kafka.TopicPartition(topic, p) for p in range(self.partitions(topic))]
             ends = consumer.end_offsets(tps)
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
-        finally:
-            consumer.close()
         return {TopicPartition(tp.topic, tp.partition): off for tp, off in ends.items()}
 
     def producer(self) -> Producer:
         return KafkaProducer(self)
 
     def consumer(self, group: str, *, instance_id: str | None = None) -> Consumer:
-        return KafkaConsumer(self._raw_consumer(group or None, instance_id=instance_id))
+        return KafkaConsumer(self._raw_consumer(group or None, instance_id=instance_id).client)
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         return KafkaTransactionalProducer(self, transactional_id)
@@ -130,39 +122,55 @@ class KafkaBus(Bus):
         return stable
 
     def _end_offset(self, tp: kafka.TopicPartition, isolation: str) -> int:
-        consumer = self._raw_consumer(None, isolation)
-        try:
+        with self._raw_consumer(None, isolation) as consumer, _mapped():
             return int(consumer.end_offsets([tp])[tp])
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
-        finally:
-            consumer.close()
+
+    def _admin(self) -> _Closing[KafkaAdminClient]:
+        with _mapped():
+            return _Closing(
+                KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
+                )
+            )
 
     def _raw_consumer(
         self, group: str | None, isolation: str = "read_committed", instance_id: str | None = None
-    ) -> kafka.KafkaConsumer:
-        try:
-            return kafka.KafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers,
-                client_id=self.client_id,
-                group_id=group,
-                group_instance_id=instance_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                isolation_level=isolation,
-                session_timeout_ms=self.session_timeout_ms,
-                heartbeat_interval_ms=max(1000, self.session_timeout_ms // 3),
-                **_CONSUMER_TUNING,
+    ) -> _Closing[kafka.KafkaConsumer]:
+        with _mapped():
+            return _Closing(
+                kafka.KafkaConsumer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=self.client_id,
+                    group_id=group,
+                    group_instance_id=instance_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    isolation_level=isolation,
+                    session_timeout_ms=self.session_timeout_ms,
+                    heartbeat_interval_ms=max(1000, self.session_timeout_ms // 3),
+                    **_CONSUMER_TUNING,
+                )
             )
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
+
+
+class _Closing(Generic[C]):
+    """A kafka-python client closed when the ``with`` block ends, however it ends."""
+
+    def __init__(self, client: C) -> None:
+        self.client = client
+
+    def __enter__(self) -> C:
+        return self.client
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.close()
 
 
 class KafkaProducer(Producer):
     """Idempotent producer (acks=all): a retried send never duplicates a record."""
 
     def __init__(self, bus: KafkaBus) -> None:
-        try:
+        with _mapped():
             self._producer = kafka.KafkaProducer(
                 bootstrap_servers=bus.bootstrap_servers,
                 client_id=bus.client_id,
@@ -172,26 +180,20 @@ class KafkaProducer(Producer):
                 batch_size=512 * 1024,
                 max_request_size=MAX_RECORD_BYTES,
             )
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
-        self._inflight: list[Future[Any]] = []
+        self._inflight: list[Any] = []  # kafka-python's FutureRecordMetadata
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
         if len(value) + len(key or b"") > MAX_RECORD_BYTES:
             raise PermanentError(f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES} bytes")
-        try:
+        with _mapped():
             self._inflight.append(self._producer.send(topic, key=key, value=value))
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def flush(self, timeout_s: float = 30.0) -> None:
         inflight, self._inflight = self._inflight, []
-        try:
+        with _mapped():
             self._producer.flush(timeout=timeout_s)
             for future in inflight:
                 future.get(timeout=timeout_s)
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def close(self) -> None:
         try:
@@ -200,7 +202,7 @@ class KafkaProducer(Producer):
             self._producer.close()
 
 
-class _Listener(kafka.ConsumerRebalanceListener):
+class _Listener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base (no stubs)
     def __init__(self, consumer: kafka.KafkaConsumer, listener: RebalanceListener) -> None:
         self._consumer = consumer
         self._listener = listener
@@ -233,10 +235,8 @@ class KafkaConsumer(Consumer):
         self._consumer.seek(kafka.TopicPartition(*partition), offset)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
-        try:
+        with _mapped():
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
         return [
             Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
             for records in batches.values()
@@ -244,24 +244,20 @@ class KafkaConsumer(Consumer):
         ]
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        try:
+        with _mapped():
             self._consumer.commit(
                 {
                     kafka.TopicPartition(*tp): kafka.structs.OffsetAndMetadata(off, "", -1)
                     for tp, off in offsets.items()
                 }
             )
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     def position(self, partition: TopicPartition) -> int:
-        try:
+        with _mapped():
             return int(self._consumer.position(kafka.TopicPartition(*partition)))
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
@@ -272,7 +268,7 @@ class KafkaTransactionalProducer(TransactionalProducer):
     the same id and aborts (or completes) their open transaction before this one starts."""
 
     def __init__(self, bus: KafkaBus, transactional_id: str) -> None:
-        try:
+        with _mapped(fenced=f"transactional id {transactional_id!r}"):
             self._producer = kafka.KafkaProducer(
                 bootstrap_servers=bus.bootstrap_servers,
                 client_id=bus.client_id,
@@ -284,10 +280,6 @@ class KafkaTransactionalProducer(TransactionalProducer):
                 max_request_size=MAX_TRANSACTIONAL_RECORD_BYTES + 64 * 1024,
             )
             self._producer.init_transactions()
-        except kafka.errors.ProducerFencedError as exc:
-            raise ProducerFenced(f"transactional id {transactional_id!r}: {exc}") from exc
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
         self._open = False
 
     def send(self, topic: str, key: bytes | None, value: bytes) -> None:
@@ -295,35 +287,25 @@ class KafkaTransactionalProducer(TransactionalProducer):
             raise PermanentError(
                 f"record of {len(value)} bytes exceeds {MAX_TRANSACTIONAL_RECORD_BYTES}"
             )
-        try:
+        with _mapped():
             if not self._open:
                 self._producer.begin_transaction()
                 self._open = True
             self._producer.send(topic, key=key, value=value)
-        except kafka.errors.ProducerFencedError as exc:
-            raise ProducerFenced(str(exc)) from exc
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def commit(self) -> None:
         if not self._open:
             return
         self._open = False
-        try:
+        with _mapped():
             self._producer.commit_transaction()
-        except kafka.errors.ProducerFencedError as exc:
-            raise ProducerFenced(str(exc)) from exc
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def abort(self) -> None:
         if not self._open:
             return
         self._open = False
-        try:
+        with _mapped():
             self._producer.abort_transaction()
-        except kafka.errors.KafkaError as exc:
-            raise _retryable(exc) from exc
 
     def close(self) -> None:
         try:

@@ -146,7 +146,7 @@ class Follower:
                     self.sizer.size,
                 )
                 if not isinstance(exc, RangeTooLarge):
-                    self._sleep(min(5.0, 0.05 * 2**attempt))
+                    self._sleep(min(5.0, 0.05 * 2**attempt))  # short: the range shrinks too
                 continue
             self.sizer = self.sizer.grow(last - first + 1, len(logs))
             return logs, last

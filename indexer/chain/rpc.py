@@ -17,13 +17,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 from web3 import Web3
 from web3.exceptions import BlockNotFound, Web3Exception
+from web3.types import BlockIdentifier, FilterParams
 
 from indexer.chain.errors import (
     ChainMoved,
@@ -277,7 +278,7 @@ class Web3Rpc:
     def block(self, at: BlockTag) -> BlockRef | None:
         def read() -> BlockRef | None:
             try:
-                block = self.w3.eth.get_block(at)  # type: ignore[arg-type]
+                block = self.w3.eth.get_block(cast(BlockIdentifier, at))  # a tag or a number
             except BlockNotFound:
                 return None
             return BlockRef(
@@ -321,13 +322,13 @@ class Web3Rpc:
     def _logs(
         self, addresses: Sequence[str], topics: Sequence[str], first: int, last: int
     ) -> list[RawLog]:
-        query = {
+        query: FilterParams = {
             "fromBlock": first,
             "toBlock": last,
             "address": [Web3.to_checksum_address(a) for a in addresses],
         }
         try:
-            found = self.w3.eth.get_logs(query)  # type: ignore[arg-type]
+            found = self.w3.eth.get_logs(query)
         except Exception as exc:  # the in-process EVM raises its own classes
             raise _translate_web3(exc, "eth_getLogs") from exc
         wanted = set(topics)

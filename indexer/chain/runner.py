@@ -8,7 +8,6 @@ transaction (committed or aborted) and the state is read back from the checkpoin
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from indexer.chain.model import IndexerState, LogsBatch, Reorg, Step
 from indexer.chain.publisher import Publisher, Topics
 from indexer.chain.rpc import ChainRpc
 from indexer.chain.window import initial_state
+from indexer.retry import Backoff, never
 from masa.errors import ChainError, ConfigurationError, RetryableError
 
 log = logging.getLogger("masa.index")
@@ -114,11 +114,13 @@ class Indexer:
         self.account = account
         self.chain_id = chain_id
         self.config = config
-        self.follower = Follower(rpc, decoder, config.follow, sleep)
+        self._should_stop: Callable[[], bool] = never
+        self.follower = Follower(
+            rpc, decoder, config.follow, lambda s: self._backoff.pause(s, self._should_stop)
+        )
         self.initial = initial_state(chain_id, contracts, config.start_block)
         self.stats = IndexerStats()
-        self._sleep = sleep
-        self._failures = 0
+        self._backoff = Backoff(sleep=sleep)
 
     def run(
         self,
@@ -129,6 +131,7 @@ class Indexer:
     ) -> IndexerStats:
         """Index until ``should_stop`` (checked between steps) or, with ``until_head``, until
         caught up with the head."""
+        self._should_stop = should_stop  # the follower's waits end on it too
         found = self._retrying(self.rpc.chain_id, should_stop)
         if found is not None and found != self.chain_id:
             raise ChainError(f"the node serves chain {found}, the deployment is on {self.chain_id}")
@@ -160,17 +163,17 @@ class Indexer:
             self._failed(exc, should_stop)
             return state
         if step is None:
-            self._failures = 0
+            self._backoff.reset()
             if until_head:
                 return None
-            self._pause(self.config.poll_interval_s, should_stop)
+            self._backoff.pause(self.config.poll_interval_s, should_stop)
             return state
         try:
             published = publisher.publish(step)
         except RetryableError as exc:
             self._failed(exc, should_stop)
             return self._retrying(lambda: self._reopen(publisher), should_stop)
-        self._failures = 0
+        self._backoff.reset()
         self.stats.add(step, published)
         return step.state
 
@@ -212,20 +215,14 @@ class Indexer:
             except RetryableError as exc:
                 self._failed(exc, should_stop)
                 continue
-            self._failures = 0
+            self._backoff.reset()
             return result
         return None
 
     def _failed(self, exc: RetryableError, should_stop: Callable[[], bool]) -> None:
-        self._failures += 1
         self.stats.faults[type(exc).__name__] += 1
-        if self._failures > self.config.retry_limit:
+        delay = self._backoff.next_delay()
+        if self._backoff.failures > self.config.retry_limit:
             raise exc
-        delay = min(30.0, 0.2 * 2 ** min(self._failures - 1, 8)) * random.uniform(0.5, 1.0)
         log.warning("%s; retrying in %.1f s", exc, delay)
-        self._pause(delay, should_stop)
-
-    def _pause(self, seconds: float, should_stop: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + seconds
-        while not should_stop() and (left := deadline - time.monotonic()) > 0:
-            self._sleep(min(0.1, left))
+        self._backoff.pause(delay, should_stop)

@@ -24,11 +24,12 @@ from indexer.events.types import (
     CHAIN_TYPES,
     CURRENT_VERSION,
     EVENT_TYPES,
-    STAKING_ROLES,
     EventType,
+    NodeRole,
     Payload,
     Role,
     lookup,
+    type_of,
     upcast,
 )
 
@@ -38,11 +39,11 @@ __all__ = [
     "EVENT_TYPES",
     "MASA_NAMESPACE",
     "MAX_MESSAGE_BYTES",
-    "STAKING_ROLES",
     "CanonicalizationError",
     "Envelope",
     "Event",
     "EventType",
+    "NodeRole",
     "Payload",
     "Reason",
     "Role",
@@ -58,5 +59,6 @@ __all__ = [
     "retraction_id",
     "signing_digest",
     "stream_id",
+    "type_of",
     "upcast",
 ]

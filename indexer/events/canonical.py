@@ -38,7 +38,7 @@ def _fast_path_is_exact(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
     if kind is dict:
         return all(
             type(k) is str and (k.isascii() or _in_bmp(k)) and _fast_path_is_exact(v)

@@ -21,7 +21,7 @@ from indexer.events.canonical import CanonicalizationError
 from indexer.events.fields import WIRE, Address, Signature, UtcDatetime, format_timestamp
 from indexer.events.reasons import Reason
 from indexer.events.signing import SignatureError, recover_address, sign_digest, signing_digest
-from indexer.events.types import CURRENT_VERSION, ChainLog, EventType, Payload, lookup
+from indexer.events.types import CURRENT_VERSION, ChainLog, EventType, Payload, lookup, type_of
 from masa.errors import EventRejected
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -89,31 +89,47 @@ class SignedMessage:
 
 def make_event(
     account: LocalAccount,
-    type_name: str,
-    payload: Payload | dict[str, Any],
+    event: str | Payload,
+    payload: Payload | dict[str, Any] | None = None,
     *,
     version: int | None = None,
     occurred_at: datetime | None = None,
     event_id: UUID | None = None,
 ) -> SignedMessage:
-    """Validate, sign and encode one event."""
-    version = version or CURRENT_VERSION.get(type_name, 0)
-    event_type = lookup(type_name, version)
-    if event_type is None:
-        raise ValueError(f"unknown event type {type_name} v{version}")
-    model = event_type.payload.model_validate(payload)
+    """Validate, sign and encode one event: ``make_event(account, RequestCompleted(...))``
+    (the payload's class names the type and version), or ``make_event(account,
+    "RequestCompleted", {...})`` with the type's name and a payload to validate."""
+    event_type = _event_type(event, payload, version)
+    model = event_type.payload.model_validate(event if isinstance(event, Payload) else payload)
     producer = account.address.lower()
+    event_id = event_id or _default_id(model)
     unsigned = {
-        "id": str(event_id or _default_id(model)),
-        "type": type_name,
-        "version": version,
+        "id": str(event_id),
+        "type": event_type.name,
+        "version": event_type.version,
         "occurred_at": format_timestamp(occurred_at or datetime.now(UTC)),
         "producer": producer,
         "payload": model.model_dump(mode="json"),
     }
     signature = sign_digest(account, signing_digest(unsigned))
     value = orjson.dumps({**unsigned, "signature": signature})
-    return SignedMessage(event_type.key(model, producer), value, UUID(unsigned["id"]))
+    return SignedMessage(event_type.key(model, producer), value, event_id)
+
+
+def _event_type(
+    event: str | Payload, payload: Payload | dict[str, Any] | None, version: int | None
+) -> EventType:
+    if isinstance(event, Payload):
+        if payload is not None or version is not None:
+            raise TypeError("a typed payload names its type and version: pass nothing else")
+        return type_of(event)
+    if payload is None:
+        raise TypeError(f"make_event({event!r}, ...) needs a payload")
+    version = version or CURRENT_VERSION.get(event, 0)
+    event_type = lookup(event, version)
+    if event_type is None:
+        raise ValueError(f"unknown event type {event} v{version}")
+    return event_type
 
 
 def _default_id(model: Payload) -> UUID:

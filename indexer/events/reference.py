@@ -119,7 +119,7 @@ def _field_row(name: str, spec: dict[str, Any], schema: dict[str, Any]) -> str:
 
 def _type(spec: dict[str, Any], schema: dict[str, Any]) -> str:
     if "$ref" in spec:
-        return spec["$ref"].rsplit("/", 1)[-1]
+        return str(spec["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in spec:
         return " or ".join(_type(s, schema) for s in spec["anyOf"])
     kind = spec.get("type", "any")

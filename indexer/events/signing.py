@@ -28,7 +28,8 @@ class SignatureError(ValueError):
 
 
 def keccak(data: bytes) -> bytes:
-    return keccak_256(data).digest()
+    digest: bytes = keccak_256(data).digest()
+    return digest
 
 
 def signing_digest(unsigned_envelope: Mapping[str, Any]) -> bytes:

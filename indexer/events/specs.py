@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 from cssselect import SelectorError
-from parsel import Selector, SelectorList
+from parsel import Selector
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -128,7 +128,7 @@ class Query(BaseModel):
         if (self.css is None) == (self.xpath is None):
             raise ValueError("give exactly one of css or xpath")
         try:
-            select(_EMPTY_PAGE, self)  # syntax, unknown functions, unbound prefixes
+            _check_selector(self.css, self.xpath)
         except (ValueError, SelectorError) as exc:
             raise ValueError(f"invalid selector: {exc}") from exc
         return self
@@ -137,9 +137,14 @@ class Query(BaseModel):
 _EMPTY_PAGE = Selector(text="<html></html>")
 
 
-def select(node: Selector, query: Query) -> SelectorList[Selector]:
-    """Evaluate ``query`` against ``node``."""
-    return node.css(query.css) if query.css is not None else node.xpath(query.xpath or "")
+def _check_selector(css: str | None, xpath: str | None) -> None:
+    """Compile the selector with the grammar the workers run it with (parsel's): syntax,
+    unknown functions, unbound prefixes. Running it on a page is the workers' business
+    (``workers.scraping.spider.select``); ingest must still reject what they cannot run."""
+    if css is not None:
+        _EMPTY_PAGE.css(css)
+    else:
+        _EMPTY_PAGE.xpath(xpath or "")
 
 
 class DataJobSpec(BaseModel):
@@ -216,19 +221,6 @@ class LlmJobSpec(BaseModel):
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of prompt and messages")
         return self
-
-    def engine_request(self) -> dict[str, object]:
-        """The fields the engine server reads (see ``workers.llm.engine_server``)."""
-        request: dict[str, object] = {
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "seed": self.seed,
-        }
-        if self.prompt is not None:
-            request["prompt"] = self.prompt
-        else:
-            request["messages"] = [m.model_dump() for m in self.messages or ()]
-        return request
 
 
 # --- by kind --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -29,6 +29,14 @@ from indexer.events.fields import Address, Count, Hash32, UtcDatetime, Wei
 from indexer.events.specs import parse_spec
 
 
+class NodeRole(IntEnum):
+    """A node's role as NodeStaking numbers it on chain (``Staked.role``, ``roleOf``); an
+    address holds at most one at a time. The one place these numbers are written."""
+
+    WORKER = 1
+    ORACLE = 2
+
+
 class Role(StrEnum):
     """Who may produce an event type."""
 
@@ -39,9 +47,10 @@ class Role(StrEnum):
     GOVERNOR = "governor"
     SETTLER = "settler"
 
-
-#: NodeStaking's on-chain role numbers.
-STAKING_ROLES: dict[int, Role] = {1: Role.WORKER, 2: Role.ORACLE}
+    @property
+    def node_role(self) -> NodeRole | None:
+        """The staked role a producer of this kind must hold; None: not a staked node."""
+        return NodeRole.__members__.get(self.name)
 
 
 #: Validation context of an event read back from the store: ingest checked its job spec when it
@@ -106,6 +115,8 @@ class RequestFailed(Payload):
 
 
 class DataUse(Payload):
+    """``units`` items of a job came from ``source``, registered to ``contributor``."""
+
     source: Annotated[str, Field(min_length=1, max_length=512)]
     contributor: Address
     units: Annotated[int, Strict(), Field(gt=0, le=2**53 - 1)]
@@ -166,7 +177,7 @@ Uint8 = Annotated[int, Strict(), Field(ge=0, le=255)]
 
 class Staked(ChainPayload):
     node: Address
-    role: Annotated[int, Strict(), Field(ge=1, le=2)]
+    role: Annotated[int, Strict(), Field(ge=min(NodeRole), le=max(NodeRole))]
     amount: Amount
     new_stake: Amount
 
@@ -388,8 +399,27 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def max_length(model: type[BaseModel], field: str) -> int:
+    """The ``max_length`` ``model`` sets on ``field``: callers read limits, never copy them."""
+    for constraint in model.model_fields[field].metadata:  # annotated_types.MaxLen
+        if isinstance(limit := getattr(constraint, "max_length", None), int):
+            return limit
+    raise LookupError(f"{model.__name__}.{field} sets no max_length")
+
+
+_BY_PAYLOAD: dict[type[Payload], EventType] = {t.payload: t for t in _TYPES}
+
+
 def lookup(name: str, version: int) -> EventType | None:
     return EVENT_TYPES.get((name, version))
+
+
+def type_of(payload: Payload) -> EventType:
+    """The event type whose payload model ``payload`` is (``HeartbeatV1``: Heartbeat v1)."""
+    try:
+        return _BY_PAYLOAD[type(payload)]
+    except KeyError:
+        raise TypeError(f"{type(payload).__name__} is not an event's payload") from None
 
 
 def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:

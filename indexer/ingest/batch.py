@@ -13,15 +13,13 @@ import orjson
 from eventsourcing.persistence import StoredEvent
 
 from indexer.bus.base import Record, TopicPartition
-from indexer.events import Event, Reason, Role, decode_message, stream_id
+from indexer.events import Event, Reason, decode_message, stream_id
 from indexer.events.fields import format_timestamp
 from indexer.events.types import RequestSubmitted
-from indexer.ingest.decide import Accept, Hold, Policy, Reject, StreamState, decide, evolve
+from indexer.ingest.decide import Accept, Hold, Policy, Reject, decide, evolve
 from indexer.ingest.dlq import DeadLetter, dlq_id
-from indexer.ingest.port import HeldRecord, HoldSlot, IngestWrite, OutboxRecord
+from indexer.ingest.port import HeldRecord, HoldSlot, IngestWrite, OutboxRecord, StreamState
 from masa.errors import EventRejected
-
-NODE_ROLES = (Role.WORKER, Role.ORACLE)
 
 
 @dataclass(frozen=True)
@@ -160,9 +158,7 @@ class BatchBuilder:
             self.stats["duplicate"] += 1
             return
         stream = self._stream(event)
-        producer = (
-            self._node(event.envelope.producer) if event.event_type.role in NODE_ROLES else None
-        )
+        producer = self._node(event.envelope.producer) if event.event_type.role.node_role else None
         match decide(event, stream, producer, self.ctx.policy):
             case Accept():
                 self._finish_hold(inbound)

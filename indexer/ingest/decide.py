@@ -66,9 +66,6 @@ _TRUSTED_ROLES = {
 }
 
 
-_NODE_ROLES = {Role.WORKER: 1, Role.ORACLE: 2}
-
-
 def decide(
     event: Event, stream: StreamState, producer: StreamState | None, policy: Policy
 ) -> Decision:
@@ -105,7 +102,7 @@ def _check_producer(event: Event, node: StreamState | None, policy: Policy) -> D
         return Hold(f"stake:{producer}", Reason.NOT_STAKED, f"{producer} has never staked")
     if node.stake == 0:
         return Reject(Reason.NOT_STAKED, f"{producer} has no active stake")
-    if node.role != _NODE_ROLES[role]:
+    if node.role != role.node_role:
         return Reject(Reason.WRONG_ROLE, f"{event.envelope.type} needs the {role} role")
     return None
 
@@ -138,7 +135,8 @@ def _data_used(event: Event, stream: StreamState) -> Decision:
 
 
 def _heartbeat(event: Event, stream: StreamState) -> Decision:
-    seq = event.payload.seq  # type: ignore[attr-defined]
+    assert isinstance(event.payload, t.Heartbeat | t.HeartbeatV1)  # _STREAM_CHECKS' key
+    seq = event.payload.seq
     if stream.last_seq is not None and seq <= stream.last_seq:
         return Reject(Reason.STALE_HEARTBEAT, f"seq {seq} <= last {stream.last_seq}")
     return Accept()
@@ -159,7 +157,8 @@ def _source(event: Event, stream: StreamState) -> Decision:
 
 
 def _retraction(event: Event, stream: StreamState) -> Decision:
-    retracted = str(event.payload.retracted_id)  # type: ignore[attr-defined]
+    assert isinstance(event.payload, t.ChainLogRetracted)  # _STREAM_CHECKS' key
+    retracted = str(event.payload.retracted_id)
     if all(e.event_id != retracted for e in stream.chain):
         return Reject(Reason.UNKNOWN_LOG, f"no chain event {retracted} in this stream")
     return Accept()

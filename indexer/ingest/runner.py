@@ -17,6 +17,7 @@ from indexer.events import Event, Reason, stream_id
 from indexer.ingest.batch import BatchBuilder, BatchContext, Holds, Topics, decode_or_reject
 from indexer.ingest.decide import Policy
 from indexer.ingest.port import IngestStore, OutboxRecord, StreamState, WriteConflict
+from indexer.retry import Backoff
 from masa.errors import EventRejected, RetryableError
 
 log = logging.getLogger("masa.ingest")
@@ -103,13 +104,14 @@ class Ingestor:
         on_batch: Callable[[Counter[str]], None] | None = None,
     ) -> None:
         self._consumer.subscribe([self.config.topics.events], self)
-        backoff = 0.1
+        backoff = Backoff()
         failing_since = 0.0
         try:
             while not should_stop():
                 try:
                     batch_stats = self.step()
-                    backoff, self.failing = 0.1, None
+                    backoff.reset()
+                    self.failing = None
                 except RetryableError as exc:
                     if self.failing is None:
                         failing_since = time.monotonic()
@@ -117,10 +119,10 @@ class Ingestor:
                     budget = self.config.retry_budget_s
                     if budget is not None and time.monotonic() - failing_since >= budget:
                         raise
-                    log.warning("%s; retrying in %.1fs", exc, backoff)
+                    delay = backoff.next_delay()
+                    log.warning("%s; retrying in %.1fs", exc, delay)
                     self._reset()
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    backoff.pause(delay, should_stop)
                     continue
                 if on_batch and batch_stats:
                     on_batch(batch_stats)

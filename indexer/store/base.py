@@ -14,15 +14,30 @@ Two adapters implement it, PostgreSQL (COPY) and SQLite, behind eventsourcing's
 
 from __future__ import annotations
 
+import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from eventsourcing.persistence import ProcessRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    ProcessRecorder,
+)
 
-from indexer.ingest.port import IngestStore
+from indexer.ingest.port import IngestStore, WriteConflict
+from indexer.sqlite_errors import translate
+from masa.errors import PermanentError, RetryableError
 
 
 class EventStore(ProcessRecorder, IngestStore, ABC):
     """A store backend: the recorder, ingest's port, and the counts operators look at."""
+
+    @abstractmethod
+    def create_table(self) -> None:
+        """Create the recorder's tables and ingest's, where missing (the recorders have it)."""
 
     @abstractmethod
     def count_events(self) -> dict[str, int]:
@@ -30,3 +45,29 @@ class EventStore(ProcessRecorder, IngestStore, ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+@contextmanager
+def mapped_errors(where: str) -> Iterator[None]:
+    """eventsourcing's persistence errors in our tree, once per store call; ``where`` names
+    the database (``postgres host:port/db``, ``sqlite <path>``) in the message.
+
+    - ``IntegrityError`` (a unique key exists: offsets moved, an event id or a stream version
+      is taken): ``WriteConflict``, retryable after reloading;
+    - ``OperationalError``, ``InterfaceError`` (server down or restarting, connection lost,
+      pool exhausted, file locked): ``RetryableError``. A SQLite error keeps SQLite's own
+      verdict (``indexer.sqlite_errors``: a read-only or damaged file is permanent);
+    - any other (bad SQL, bad data, a damaged database): ``PermanentError``.
+    """
+    try:
+        yield
+    except IntegrityError as exc:
+        raise WriteConflict(f"batch conflicts with stored data: {exc}") from exc
+    except (InterfaceError, OperationalError) as exc:
+        if isinstance(exc.__cause__, sqlite3.Error):
+            raise translate(exc.__cause__, where) from exc
+        raise RetryableError(f"{where}: {exc}") from exc
+    except PersistenceError as exc:
+        if isinstance(exc.__cause__, sqlite3.Error):
+            raise translate(exc.__cause__, where) from exc
+        raise PermanentError(f"{where}: {exc}") from exc

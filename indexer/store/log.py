@@ -9,7 +9,7 @@ of its type and keeps the envelope as sent, so a bundle can still show the signe
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ import orjson
 from indexer.events import CURRENT_VERSION, EVENT_TYPES, Payload, lookup, upcast
 from indexer.events.fields import parse_timestamp
 from indexer.events.types import STORED_CONTEXT
+from indexer.store.base import mapped_errors
 from masa.errors import PermanentError
 
 #: Positions (notification ids) of the log start at 1; 0 means "before the first event".
@@ -68,7 +69,7 @@ class NotificationReader(Protocol):
         start: int | None,
         limit: int,
         stop: int | None = None,
-        topics: Collection[str] = (),
+        topics: Sequence[str] = (),
         *,
         inclusive_of_start: bool = True,
     ) -> Any: ...
@@ -143,15 +144,18 @@ class EventLog:
 
     def head(self) -> int:
         """The position of the newest stored event (0 when empty)."""
-        return self._recorder.max_notification_id() or START
+        with mapped_errors("event store"):
+            return self._recorder.max_notification_id() or START
 
     def read(
         self, after: int = START, limit: int = 1000, types: Collection[str] = ()
     ) -> list[LoggedEvent]:
         """Up to ``limit`` events after position ``after``, only of ``types`` if given."""
-        notifications = self._recorder.select_notifications(
-            after, limit, topics=topics_of(types) if types else (), inclusive_of_start=False
-        )
+        topics = topics_of(types) if types else ()
+        with mapped_errors("event store"):
+            notifications = self._recorder.select_notifications(
+                after, limit, topics=topics, inclusive_of_start=False
+            )
         return [
             decode_stored(n.id, n.originator_id, n.originator_version, n.state)
             for n in notifications

@@ -13,73 +13,48 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import (
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    StoredEvent,
-)
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from indexer.bus.base import TopicPartition
-from indexer.ingest.port import HeldRecord, IngestWrite, OutboxRecord, StreamState, WriteConflict
-from indexer.store.base import EventStore
-from masa.errors import RetryableError
-
-_TABLES = [
-    "CREATE TABLE IF NOT EXISTS {schema}.ingest_event_ids ("
-    " event_id uuid PRIMARY KEY, originator_id uuid NOT NULL, originator_version bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ingest_streams ("
-    " stream_id uuid PRIMARY KEY, state text NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ingest_holds ("
-    " consumer text NOT NULL, topic text NOT NULL, partition int NOT NULL,"
-    ' "offset" bigint NOT NULL, event_id uuid NOT NULL, producer text NOT NULL,'
-    " awaiting text NOT NULL,"
-    " reason text NOT NULL, detail text NOT NULL, held_at_ms bigint NOT NULL,"
-    ' key bytea, value bytea NOT NULL, PRIMARY KEY (consumer, topic, partition, "offset"))',
-    "CREATE TABLE IF NOT EXISTS {schema}.ingest_outbox ("
-    " id uuid PRIMARY KEY, consumer text NOT NULL, source_topic text NOT NULL,"
-    " source_partition int NOT NULL, topic text NOT NULL, key bytea, value bytea NOT NULL,"
-    " published_at_ms bigint)",
-    "CREATE TABLE IF NOT EXISTS {schema}.dlq_replays ("
-    " dlq_id uuid PRIMARY KEY, replayed_at_ms bigint NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ingest_outbox_unpublished ON {schema}.ingest_outbox"
-    " (consumer, source_topic, source_partition) WHERE published_at_ms IS NULL",
-]
+from indexer.ingest.port import HeldRecord, IngestWrite, OutboxRecord, StreamState
+from indexer.store.base import EventStore, mapped_errors
+from indexer.store.tables import create_statements
 
 
 class PostgresEventStore(PostgresProcessRecorder, EventStore):
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore)
-        schema = Identifier(datastore.schema)
-        self.sql_create_statements.extend(SQL(s).format(schema=schema) for s in _TABLES)  # type: ignore[arg-type]
+        self._schema = Identifier(datastore.schema)
+        self._where = _server(datastore)
+        self.sql_create_statements.extend(self._sql(s) for s in create_statements("postgres"))
+        events = Identifier(self.events_table_name)
         self._copy_events = SQL(
             "COPY {}.{} (originator_id, originator_version, topic, state)"
             " FROM STDIN (FORMAT BINARY)"
-        ).format(schema, Identifier(self.events_table_name))
-        self._schema = schema
+        ).format(self._schema, events)
+        self._last_ids = SQL(
+            "SELECT notification_id FROM {}.{} ORDER BY notification_id DESC LIMIT %s"
+        ).format(self._schema, events)
 
-    def _sql(self, text: str) -> Any:
+    def _sql(self, text: str) -> Composed:
         return SQL(text).format(schema=self._schema)
 
     # --- writing ----------------------------------------------------------------------------
 
     def write(self, batch: IngestWrite) -> None:
-        try:
+        with mapped_errors(self._where):
             self.insert_events(batch.events, batch=batch)
-        except IntegrityError as exc:
-            raise WriteConflict(f"batch conflicts with stored data: {exc}") from exc
-        except (InterfaceError, OperationalError) as exc:
-            raise RetryableError(f"postgres: {exc}") from exc
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         batch: IngestWrite = kwargs.get("batch") or IngestWrite(consumer="")
         tracking = kwargs.get("tracking")
+        ids: list[int] | None = None
         with self.datastore.transaction(commit=True) as curs:
             if stored_events:
                 self._lock_table(curs)
@@ -87,18 +62,24 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
             for t in [*batch.trackings(), *([tracking] if tracking else [])]:
                 self._insert_tracking(curs, t)
             if stored_events:
-                self._copy_stored_events(curs, stored_events)
+                ids = self._copy_stored_events(curs, stored_events)
                 self._copy_event_ids(curs, batch.event_ids)
             self._upsert_streams(curs, batch.streams)
             self._update_holds(curs, list(batch.holds.values()), batch.released)
             self._insert_outbox(curs, batch.outbox)
-        return None
+        return ids
 
-    def _copy_stored_events(self, curs: Cursor[DictRow], events: Sequence[StoredEvent]) -> None:
+    def _copy_stored_events(
+        self, curs: Cursor[DictRow], events: Sequence[StoredEvent]
+    ) -> list[int]:
+        """COPY the events; their notification ids, in order (the recorder's contract). The
+        table lock is held, so the newest ``len(events)`` ids are this transaction's."""
         with curs.copy(self._copy_events) as copy:
             copy.set_types(["uuid", "int8", "text", "bytea"])
             for e in events:
                 copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+        curs.execute(self._last_ids, (len(events),))
+        return [row["notification_id"] for row in reversed(curs.fetchall())]
 
     def _copy_event_ids(self, curs: Cursor[DictRow], rows: list[tuple[UUID, UUID, int]]) -> None:
         statement = self._sql(
@@ -158,7 +139,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
 
     def mark_published(self, ids: Collection[UUID], at_ms: int) -> None:
         if ids:
-            with self.datastore.transaction(commit=True) as curs:
+            with mapped_errors(self._where), self.datastore.transaction(commit=True) as curs:
                 curs.execute(
                     self._sql(
                         "UPDATE {schema}.ingest_outbox SET published_at_ms = %s WHERE id = ANY(%s)"
@@ -167,7 +148,7 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
                 )
 
     def record_replays(self, dlq_ids: Collection[UUID], at_ms: int) -> None:
-        with self.datastore.transaction(commit=True) as curs:
+        with mapped_errors(self._where), self.datastore.transaction(commit=True) as curs:
             curs.executemany(
                 self._sql(
                     "INSERT INTO {schema}.dlq_replays VALUES (%s, %s)"
@@ -183,7 +164,11 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
     # --- reading ----------------------------------------------------------------------------
 
     def _query(self, text: str, params: Any = None) -> list[DictRow]:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with (
+            mapped_errors(self._where),
+            self.datastore.get_connection() as conn,
+            conn.cursor() as curs,
+        ):
             curs.execute(self._sql(text), params)
             return curs.fetchall()
 
@@ -243,6 +228,13 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+def _server(datastore: PostgresDatastore) -> str:
+    """``postgres host:port/dbname``, for error messages."""
+    kwargs = datastore.pool.kwargs
+    kwargs = (kwargs() if callable(kwargs) else kwargs) or {}
+    return f"postgres {kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('dbname')}"
 
 
 def _bytes(value: Any) -> bytes | None:

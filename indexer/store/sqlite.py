@@ -8,46 +8,26 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteProcessRecorder
 
 from indexer.bus.base import TopicPartition
-from indexer.ingest.port import HeldRecord, IngestWrite, OutboxRecord, StreamState, WriteConflict
-from indexer.store.base import EventStore
-from masa.errors import RetryableError
-
-_TABLES = [
-    "CREATE TABLE IF NOT EXISTS ingest_event_ids ("
-    " event_id TEXT PRIMARY KEY, originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL)"
-    " WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS ingest_streams (stream_id TEXT PRIMARY KEY, state TEXT NOT NULL)"
-    " WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS ingest_holds ("
-    " consumer TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,"
-    ' "offset" INTEGER NOT NULL, event_id TEXT NOT NULL, producer TEXT NOT NULL,'
-    " awaiting TEXT NOT NULL,"
-    " reason TEXT NOT NULL, detail TEXT NOT NULL, held_at_ms INTEGER NOT NULL,"
-    ' key BLOB, value BLOB NOT NULL, PRIMARY KEY (consumer, topic, partition, "offset"))',
-    "CREATE TABLE IF NOT EXISTS ingest_outbox ("
-    " id TEXT PRIMARY KEY, consumer TEXT NOT NULL, source_topic TEXT NOT NULL,"
-    " source_partition INTEGER NOT NULL, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,"
-    " published_at_ms INTEGER)",
-    "CREATE TABLE IF NOT EXISTS dlq_replays ("
-    " dlq_id TEXT PRIMARY KEY, replayed_at_ms INTEGER NOT NULL)",
-]
+from indexer.ingest.port import HeldRecord, IngestWrite, OutboxRecord, StreamState
+from indexer.store.base import EventStore, mapped_errors
+from indexer.store.tables import create_statements
 
 
 class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self._where = f"sqlite {datastore.pool.db_name}"
+
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *_TABLES]
+        return [*super().construct_create_table_statements(), *create_statements("sqlite")]
 
     def write(self, batch: IngestWrite) -> None:
-        try:
+        with mapped_errors(self._where):
             self.insert_events(batch.events, batch=batch)
-        except IntegrityError as exc:
-            raise WriteConflict(f"batch conflicts with stored data: {exc}") from exc
-        except OperationalError as exc:
-            raise RetryableError(f"sqlite: {exc}") from exc
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -56,10 +36,7 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
         tracking = kwargs.get("tracking")
         for t in [*batch.trackings(), *([tracking] if tracking else [])]:
             self._insert_tracking(c, t)
-        c.executemany(
-            self.insert_events_statement,
-            [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in stored_events],  # type: ignore[union-attr]
-        )
+        ids = self._insert_stored(c, stored_events)
         c.executemany(
             "INSERT INTO ingest_event_ids VALUES (?, ?, ?)",
             [(eid.hex, sid.hex, version) for eid, sid, version in batch.event_ids],
@@ -85,17 +62,31 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
                 for r in batch.outbox
             ],
         )
-        return None
+        return ids
+
+    def _insert_stored(self, c: SQLiteCursor, events: Sequence[StoredEvent]) -> list[int]:
+        """Insert with ``executemany``; the notification ids (rowids), in order, as the
+        recorder's contract wants them. The write transaction is SQLite's only one, and a new
+        rowid is one more than the largest, so this batch took the newest ``len(events)``."""
+        c.executemany(
+            self.insert_events_statement,
+            [(_text_id(e.originator_id), e.originator_version, e.topic, e.state) for e in events],
+        )
+        if not events:
+            return []
+        c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
+        last = int(c.fetchone()[0])
+        return list(range(last - len(events) + 1, last + 1))
 
     def mark_published(self, ids: Collection[UUID], at_ms: int) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with mapped_errors(self._where), self.datastore.transaction(commit=True) as c:
             c.executemany(
                 "UPDATE ingest_outbox SET published_at_ms = ? WHERE id = ?",
                 [(at_ms, i.hex) for i in ids],
             )
 
     def record_replays(self, dlq_ids: Collection[UUID], at_ms: int) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with mapped_errors(self._where), self.datastore.transaction(commit=True) as c:
             c.executemany(
                 "INSERT INTO dlq_replays VALUES (?, ?) ON CONFLICT (dlq_id)"
                 " DO UPDATE SET replayed_at_ms = excluded.replayed_at_ms",
@@ -108,7 +99,7 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
         }
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self.datastore.transaction(commit=False) as c:
+        with mapped_errors(self._where), self.datastore.transaction(commit=False) as c:
             c.execute(sql, params)
             return list(c.fetchall())
 
@@ -191,10 +182,9 @@ def _marks(chunk: list[str]) -> str:
     return ",".join("?" * len(chunk))
 
 
-def open_sqlite(path: str) -> SQLiteEventStore:
-    store = SQLiteEventStore(SQLiteDatastore(path, pool_size=2))
-    store.create_table()
-    return store
+def _text_id(originator_id: UUID | str) -> str:
+    """SQLite keeps originator ids as hex text (eventsourcing's convention)."""
+    return originator_id.hex if isinstance(originator_id, UUID) else originator_id
 
 
 def _sqlite_row(h: HeldRecord) -> tuple[Any, ...]:

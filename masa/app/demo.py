@@ -31,6 +31,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
+from web3.types import Wei
 
 from contracts.client import MasaClient, Role
 from contracts.deploy import WEI_PER_TOKEN, Deployment, DeployParams, deploy_all
@@ -178,7 +179,8 @@ def _parameters(governor: LocalAccount, treasury: LocalAccount) -> SignedMessage
 
 def live_worker(seed: int) -> LocalAccount:
     """The worker that serves real jobs; the synthetic network's workers only sign events."""
-    return Account.from_key(keccak(f"masa-demo-live-worker:{seed}".encode()))
+    account: LocalAccount = Account.from_key(keccak(f"masa-demo-live-worker:{seed}".encode()))
+    return account
 
 
 def _stake_on_chain(
@@ -195,7 +197,9 @@ def _stake_on_chain(
         *((w, Role.WORKER) for w in workers),
         *((o, Role.ORACLE) for o in people.oracles),
     ]:
-        w3.eth.send_transaction({"from": admin.address, "to": account.address, "value": 10**18})
+        w3.eth.send_transaction(
+            {"from": admin.address, "to": account.address, "value": Wei(10**18)}
+        )
         minter.mint(account.address, STAKE + FEES)
         node = MasaClient(w3, deployment, account)
         node.stake(role, STAKE)
@@ -221,7 +225,8 @@ def _mine_past_finality(w3: Web3, blocks: int) -> None:
 def _funded_admin(w3: Web3) -> LocalAccount:
     provider: Any = w3.provider
     key = provider.ethereum_tester.backend.account_keys[0]
-    return Account.from_key(key.to_bytes())
+    account: LocalAccount = Account.from_key(key.to_bytes())
+    return account
 
 
 # --- 2. index -------------------------------------------------------------------------------

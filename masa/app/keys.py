@@ -77,7 +77,8 @@ def load_keystore(path: Path, password: str) -> LocalAccount:
         raise _damaged(path, exc) from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise _damaged(path, exc) from exc
-    return Account.from_key(key)
+    account: LocalAccount = Account.from_key(key)
+    return account
 
 
 def keystore_address(path: Path) -> str:

@@ -9,19 +9,23 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from indexer.events import SignedMessage, make_event
+from indexer.events import NodeRole, SignedMessage, make_event
 
-WORKER_ROLE, ORACLE_ROLE = 1, 2
+WORKER_ROLE, ORACLE_ROLE = NodeRole.WORKER, NodeRole.ORACLE
 
 
 def _account(seed: int, label: str, index: int) -> LocalAccount:
-    return Account.from_key(keccak(f"masa-synthetic:{seed}:{label}:{index}".encode()))
+    account: LocalAccount = Account.from_key(
+        keccak(f"masa-synthetic:{seed}:{label}:{index}".encode())
+    )
+    return account
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,10 @@ class Scenario:
         return self.start + timedelta(milliseconds=self._clock)
 
     def _event(
-        self, account: LocalAccount, type_name: str, payload: dict, **kw: object
+        self, account: LocalAccount, type_name: str, payload: dict[str, Any], **kw: Any
     ) -> SignedMessage:
         kw.setdefault("event_id", self._uuid())
-        return make_event(account, type_name, payload, occurred_at=self._at(), **kw)  # type: ignore[arg-type]
+        return make_event(account, type_name, payload, occurred_at=self._at(), **kw)
 
     def chain_log(self) -> dict[str, object]:
         self._log_index += 1
@@ -224,7 +228,7 @@ class Scenario:
             {
                 "log": self.chain_log(),
                 "node": stranger.address,
-                "role": 1,
+                "role": WORKER_ROLE,
                 "amount": "1",
                 "new_stake": "1",
             },

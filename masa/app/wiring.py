@@ -162,7 +162,7 @@ def _create_tables(store: EventStore, backend: str) -> None:
     the loser sees a conflict, and a second attempt finds them in place."""
     for attempt in range(3):
         try:
-            store.create_table()  # type: ignore[attr-defined]
+            store.create_table()
             return
         except PersistenceError as exc:
             if attempt == 2:

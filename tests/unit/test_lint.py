@@ -1,4 +1,4 @@
-"""ruff's lint and format rules (pyproject.toml) hold for the whole tree."""
+"""ruff's lint and format rules and mypy's type checks (pyproject.toml) hold for the tree."""
 
 import subprocess
 import sys
@@ -21,3 +21,14 @@ def test_ruff_lint_is_clean():
 def test_ruff_format_is_clean():
     done = ruff("format", "--check", ".")
     assert done.returncode == 0, done.stdout
+
+
+def test_mypy_is_clean():
+    """Strict for the pure cores, projections and settlement; normal elsewhere."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -7,6 +7,7 @@ from eth_utils.crypto import keccak
 from pydantic import ValidationError
 
 from workers.llm import ChatMessage, LlmJobSpec, LlmOutput
+from workers.llm.spec import engine_request
 
 CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
 REFS = ["https://data.example.org/a", "https://data.example.org/b"]
@@ -53,13 +54,13 @@ def test_invalid_specs_are_rejected(fields: dict[str, object], message: str) -> 
 
 
 def test_engine_request_carries_only_what_the_engine_reads() -> None:
-    assert spec(prompt="p", seed=3, data_refs=REFS).engine_request() == {
+    assert engine_request(spec(prompt="p", seed=3, data_refs=REFS)) == {
         "prompt": "p",
         "max_tokens": 8,
         "temperature": 0.0,
         "seed": 3,
     }
-    assert spec(messages=CHAT).engine_request()["messages"] == CHAT
+    assert engine_request(spec(messages=CHAT))["messages"] == CHAT
 
 
 def test_output_units_and_digest() -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from masa.errors import JobError
-from workers.llm.spec import LlmJobSpec, LlmOutput
+from workers.llm.spec import LlmJobSpec, LlmOutput, engine_request
 
 SERVER_SCRIPT = Path(__file__).with_name("engine_server.py")
 LOG_TAIL_BYTES = 2000
@@ -296,7 +296,7 @@ class VllmEngine:
         server = self._running()
         deadline = time.monotonic() + self.request_timeout_s
         try:
-            futures = [server.submit(spec.engine_request()) for spec in specs]
+            futures = [server.submit(engine_request(spec)) for spec in specs]
             return [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
         except TimeoutError as exc:
             self._discard(server)

@@ -11,7 +11,22 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from indexer.events.specs import ChatMessage, LlmJobSpec
 
-__all__ = ["ChatMessage", "LlmJobSpec", "LlmOutput"]
+__all__ = ["ChatMessage", "LlmJobSpec", "LlmOutput", "engine_request"]
+
+
+def engine_request(spec: LlmJobSpec) -> dict[str, object]:
+    """The engine server's wire format for ``spec``: the fields it reads (see
+    ``workers.llm.engine_server``). The worker's concern, not the contract's."""
+    request: dict[str, object] = {
+        "max_tokens": spec.max_tokens,
+        "temperature": spec.temperature,
+        "seed": spec.seed,
+    }
+    if spec.prompt is not None:
+        request["prompt"] = spec.prompt
+    else:
+        request["messages"] = [m.model_dump() for m in spec.messages or ()]
+    return request
 
 
 class LlmOutput(BaseModel):
@@ -24,6 +39,7 @@ class LlmOutput(BaseModel):
     completion_tokens: int = Field(ge=0)
     finish_reason: str | None = None
 
+    # mypy cannot type a decorator over @property; pydantic's documented way is this ignore
     @computed_field  # type: ignore[prop-decorator]
     @property
     def units(self) -> int:

@@ -8,21 +8,28 @@ ingest in that order.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from eth_account.signers.local import LocalAccount
+from pydantic import TypeAdapter, ValidationError
 
-from indexer.events import MASA_NAMESPACE, SignedMessage, make_event
-from workers.scraping import DataUse
+from indexer.events import MASA_NAMESPACE, Payload, SignedMessage, make_event, type_of
+from indexer.events.types import (
+    Code,
+    DataUse,
+    DataUsed,
+    RequestCompleted,
+    RequestFailed,
+    max_length,
+)
 
-#: ``RequestFailed.detail`` holds at most 4096 characters, ``DataUsed`` at most 1000 uses.
-MAX_DETAIL = 4000
-MAX_USES = 1000
-_REASON = re.compile(r"^[a-z0-9_]{1,64}$")
+#: The contract's limits: what ``RequestFailed.detail`` and ``DataUsed.uses`` hold at most.
+MAX_DETAIL = max_length(RequestFailed, "detail")
+MAX_USES = max_length(DataUsed, "uses")
+_CODE: TypeAdapter[str] = TypeAdapter(Code)
 
 
 @dataclass(frozen=True)
@@ -51,30 +58,38 @@ def result_messages(
     account: LocalAccount, request_id: UUID, outcome: Outcome
 ) -> list[SignedMessage]:
     """The events reporting ``outcome``, signed by ``account``, in the order to send them."""
-    events = _events(request_id, outcome)
     worker = account.address
     return [
-        make_event(account, name, payload, event_id=result_event_id(request_id, worker, name))
-        for name, payload in events
+        make_event(
+            account, payload, event_id=result_event_id(request_id, worker, type_of(payload).name)
+        )
+        for payload in _payloads(request_id, outcome)
     ]
 
 
-def _events(request_id: UUID, outcome: Outcome) -> list[tuple[str, dict[str, object]]]:
-    rid = str(request_id)
+def _payloads(request_id: UUID, outcome: Outcome) -> list[Payload]:
     if isinstance(outcome, Failed):
-        reason = outcome.reason if _REASON.match(outcome.reason) else "job_error"
+        reason = outcome.reason if _is_code(outcome.reason) else "job_error"
         detail = (
             outcome.detail if reason == outcome.reason else f"{outcome.reason}: {outcome.detail}"
         )
-        return [
-            ("RequestFailed", {"request_id": rid, "reason": reason, "detail": detail[:MAX_DETAIL]})
-        ]
-    completed = {"request_id": rid, "result_digest": outcome.result_digest, "units": outcome.units}
-    events: list[tuple[str, dict[str, object]]] = [("RequestCompleted", completed)]
+        return [RequestFailed(request_id=request_id, reason=reason, detail=detail[:MAX_DETAIL])]
+    payloads: list[Payload] = [
+        RequestCompleted(
+            request_id=request_id, result_digest=outcome.result_digest, units=outcome.units
+        )
+    ]
     if outcome.uses:
-        uses = [use.model_dump() for use in _largest(outcome.uses)]
-        events.append(("DataUsed", {"request_id": rid, "uses": uses}))
-    return events
+        payloads.append(DataUsed(request_id=request_id, uses=_largest(outcome.uses)))
+    return payloads
+
+
+def _is_code(reason: str) -> bool:
+    try:
+        _CODE.validate_python(reason)
+    except ValidationError:
+        return False
+    return True
 
 
 def _largest(uses: Sequence[DataUse]) -> list[DataUse]:

@@ -105,14 +105,14 @@ def encrypt(recipient: bytes, result: bytes, *, seed: bytes) -> bytes:
     key) in eciespy's format: ephemeral key ‖ nonce ‖ tag ‖ AES-256-GCM ciphertext, with the
     AES key = HKDF-SHA256(ephemeral key ‖ shared point, both uncompressed). The ephemeral
     secret and the nonce derive from ``seed`` (keep it secret; unique per result)."""
-    receiver = ecies.PublicKey(CURVE, recipient)
+    receiver = ecies.PublicKey(CURVE, recipient)  # type: ignore[attr-defined]  # not in __all__
     counter = 0
     while True:  # a derived secret outside [1, n) is astronomically rare; derive again
         secret = hmac.digest(seed, b"ephemeral" + counter.to_bytes(4, "big"), hashlib.sha256)
         if 0 < int.from_bytes(secret, "big") < _GROUP_ORDER:
             break
         counter += 1
-    ephemeral = ecies.PrivateKey(CURVE, secret)
+    ephemeral = ecies.PrivateKey(CURVE, secret)  # type: ignore[attr-defined]  # not in __all__
     key = ephemeral.encapsulate(receiver, ecies.ECIES_CONFIG.is_hkdf_key_compressed)
     nonce = hmac.digest(seed, b"nonce", hashlib.sha256)[:NONCE_BYTES]
     sealed, tag = AES.new(key, AES.MODE_GCM, nonce=nonce).encrypt_and_digest(result)

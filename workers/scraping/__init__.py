@@ -6,7 +6,8 @@
 """
 
 from indexer.events.specs import DataJobSpec, Query
-from workers.scraping.attribution import DataUse, attribute, parse_source_pattern
+from indexer.events.types import DataUse
+from workers.scraping.attribution import attribute, parse_source_pattern
 from workers.scraping.runner import DEFAULT_USER_AGENT, run_data_job
 from workers.scraping.spec import (
     CrawlFailure,

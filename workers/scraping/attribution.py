@@ -22,23 +22,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from indexer.events.specs import effective_port
+from indexer.events.types import DataUse
 from workers.scraping.spec import DataItem
 
 Origin = tuple[str, str, int]  # scheme, lower-case host, effective port
 Prefix = tuple[Origin, str]  # origin, path without trailing slashes ("" for the root)
-
-
-class DataUse(BaseModel):
-    """``units`` items of a job came from ``source``, registered to ``contributor``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: str
-    contributor: str
-    units: int = Field(ge=1)
 
 
 def attribute(items: Iterable[DataItem], sources: Mapping[str, str]) -> list[DataUse]:

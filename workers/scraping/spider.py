@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import scrapy
 from lxml import etree
-from parsel import Selector
+from parsel import Selector, SelectorList
 from scrapy.crawler import Crawler
 from scrapy.exceptions import (
     CannotResolveHostError,
@@ -25,7 +25,7 @@ from twisted.internet.error import ConnectError, TCPTimedOutError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
 
-from indexer.events.specs import DataJobSpec, DomainRule, Query, select, url_matches
+from indexer.events.specs import DataJobSpec, DomainRule, Query, url_matches
 from workers.scraping.protocol import (
     ClosedLine,
     CrawlJob,
@@ -43,6 +43,11 @@ BLOCKED_SETTING = "MASA_BLOCKED_DOMAINS"
 _ROBOTS_MESSAGE = "Forbidden by robots.txt"
 _TIMEOUTS = (DownloadTimeoutError, TwistedTimeoutError, TCPTimedOutError)
 _UNREACHABLE = (CannotResolveHostError, DownloadConnectionRefusedError, ConnectError)
+
+
+def select(node: Selector, query: Query) -> SelectorList[Selector]:
+    """Evaluate ``query`` against ``node`` (the contract only checks that it compiles)."""
+    return node.css(query.css) if query.css is not None else node.xpath(query.xpath or "")
 
 
 class Refused(IgnoreRequest):

@@ -199,7 +199,7 @@ def _pair(
     computed: tuple[str, str, int], posted: tuple[str, str, int] | None
 ) -> tuple[str, str | None, str, str | None, int, int | None]:
     p = posted or (None, None, None)
-    return computed[0], p[0], computed[1], p[1], computed[2], p[2]  # type: ignore[return-value]
+    return computed[0], p[0], computed[1], p[1], computed[2], p[2]
 
 
 def verify_with_chain(

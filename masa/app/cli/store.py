@@ -24,7 +24,7 @@ def stats(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     store = open_store(config)
     try:
         by_type = store.count_events()
-        head = store.max_notification_id()  # type: ignore[attr-defined]
+        head = store.max_notification_id()
         holds = load_holds(config, bus, store)
         replayed = store.replayed()
     finally:
