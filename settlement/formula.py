@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from projections.rules.fees import FeeSplit
@@ -83,7 +84,15 @@ class Rewards:
         return tuple(sorted({award.address for award in self.awards}))
 
     def awards_of(self, address: str) -> tuple[Award, ...]:
-        return tuple(award for award in self.awards if award.address == address)
+        return self._by_address.get(address, ())
+
+    @cached_property
+    def _by_address(self) -> dict[str, tuple[Award, ...]]:
+        """The awards per address, in their canonical order (one pass over all of them)."""
+        grouped: dict[str, list[Award]] = {}
+        for award in self.awards:
+            grouped.setdefault(award.address, []).append(award)
+        return {address: tuple(awards) for address, awards in grouped.items()}
 
     def earned_by_kind(self, address: str) -> dict[Kind, int]:
         """What ``address`` earned this epoch, per kind (every kind present, 0 when none)."""
