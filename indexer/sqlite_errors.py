@@ -4,10 +4,11 @@ SQLite names why a call failed (``sqlite_errorname``, Python 3.11+); the name de
 
 - ``RetryableError``: the file is busy or locked by another process (``SQLITE_BUSY``,
   ``SQLITE_LOCKED``), the disk is full (``SQLITE_FULL``: free space, then the same call
-  succeeds), or an I/O error (``SQLITE_IOERR``, ``SQLITE_PROTOCOL``);
-- ``PermanentError``: the file is read-only or cannot be opened (``SQLITE_READONLY``,
-  ``SQLITE_CANTOPEN``, ``SQLITE_PERM``, ``SQLITE_AUTH``), or it is damaged or not a database
-  (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``): retrying the same call cannot help;
+  succeeds), an I/O error (``SQLITE_IOERR``, ``SQLITE_PROTOCOL``), or the file is not
+  writable (``SQLITE_READONLY``, ``SQLITE_PERM``): an operator fixes the mount or the
+  permissions while a long-running command waits within its retry budget (docs/operator-guide);
+- ``PermanentError``: the file cannot be opened (``SQLITE_CANTOPEN``, ``SQLITE_AUTH``), or it
+  is damaged or not a database (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``): retrying cannot help;
 - anything else: an ``OperationalError`` is retryable, any other ``DatabaseError`` permanent.
 """
 
@@ -19,11 +20,11 @@ from contextlib import contextmanager
 
 from masa.errors import MasaError, PermanentError, RetryableError
 
-_RETRYABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PROTOCOL")
-_PERMANENT = (
-    "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_CORRUPT",
-    "SQLITE_NOTADB",
+_RETRYABLE = (
+    "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PROTOCOL",
+    "SQLITE_READONLY", "SQLITE_PERM",
 )  # fmt: skip
+_PERMANENT = ("SQLITE_CANTOPEN", "SQLITE_AUTH", "SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 def translate(exc: sqlite3.Error, what: str) -> MasaError:

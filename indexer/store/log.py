@@ -20,7 +20,6 @@ import orjson
 from indexer.events import CURRENT_VERSION, EVENT_TYPES, Payload, lookup, upcast
 from indexer.events.fields import parse_timestamp
 from indexer.events.types import STORED_CONTEXT
-from indexer.store.base import mapped_errors
 from masa.errors import PermanentError
 
 #: Positions (notification ids) of the log start at 1; 0 means "before the first event".
@@ -144,7 +143,7 @@ class EventLog:
 
     def head(self) -> int:
         """The position of the newest stored event (0 when empty)."""
-        with mapped_errors("event store"):
+        with _mapped_errors():
             return self._recorder.max_notification_id() or START
 
     def read(
@@ -152,7 +151,7 @@ class EventLog:
     ) -> list[LoggedEvent]:
         """Up to ``limit`` events after position ``after``, only of ``types`` if given."""
         topics = topics_of(types) if types else ()
-        with mapped_errors("event store"):
+        with _mapped_errors():
             notifications = self._recorder.select_notifications(
                 after, limit, topics=topics, inclusive_of_start=False
             )
@@ -168,3 +167,11 @@ class EventLog:
         while events := self.read(after, batch, types):
             yield from events
             after = events[-1].position
+
+
+def _mapped_errors() -> Any:
+    """The store adapters' error mapping, imported when a log is read: the decoder above must
+    stay importable without the store's libraries (``python -m settlement.verify_bundle``)."""
+    from indexer.store.base import mapped_errors
+
+    return mapped_errors("event store")

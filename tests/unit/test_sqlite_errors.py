@@ -31,10 +31,11 @@ def test_a_locked_file_is_retryable(tmp_path: Path) -> None:
     other.close()
 
 
-def test_a_read_only_file_is_permanent(tmp_path: Path) -> None:
+def test_a_read_only_file_is_retryable(tmp_path: Path) -> None:
+    """An operator fixes the permissions while a long-running command waits (its budget)."""
     path = _db(tmp_path)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    with pytest.raises(PermanentError, match="SQLITE_READONLY"), mapped(str(path)):
+    with pytest.raises(RetryableError, match="SQLITE_READONLY"), mapped(str(path)):
         conn.execute("INSERT INTO t VALUES (1)")
     conn.close()
 
