@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from contracts.client import MasaClient
+from masa.app.api import create_app
 from projections import ledger
+from projections.runner import ProjectionRunner
 from projections.state import LedgerState
 from projections.tables import PAYOUTS
 from settlement.posting import State
@@ -162,3 +165,23 @@ def test_three_epochs_settle_post_and_pay_exactly(net: SettleNet):
         assert row["final"] and not row["retracted"]
         claimed[row["account"]] = claimed.get(row["account"], 0) + row["amount"]
     assert claimed == paid
+
+    # the claimant's view, through the read API, on the read models a runner keeps
+    runner = ProjectionRunner(net.log, net.read_db)
+    while runner.step():
+        pass
+    api = TestClient(create_app(lambda: net.read_db))
+    for who in (C1, W1):
+        address = net.address(who)
+        view = api.get(f"/v1/users/{address}/rewards").json()
+        line = last.line(address)
+        assert (view["epoch"], view["root"]) == (last.epoch, last.root)
+        assert int(view["cumulative"]) == line.cumulative == int(view["claimed"])
+        assert view["claimable"] == "0" and view["proof"] == last.proof(address)
+        assert view["previous"]["epoch"] == s1.epoch and view["previous"]["accepts"] is False
+        kinds = {(b["epoch"], b["kind"]) for b in view["breakdown"]}
+        assert sum(int(b["earned"]) for b in view["breakdown"]) == line.cumulative, kinds
+        assert all(b.get("event_ids") for b in view["breakdown"] if b["kind"] != "treasury")
+    c1 = api.get(f"/v1/users/{net.address(C1)}/rewards").json()
+    assert any(b["kind"] == "data_fee" and b["sources"] for b in c1["breakdown"])
+    assert c1["pending"]["emission"] is None

@@ -37,6 +37,7 @@ from projections.tables import (
     Row,
     Table,
 )
+from settlement.claimant import user_rewards
 
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 Address = Annotated[str, Path(pattern=ADDRESS, description="0x address (any case)")]
@@ -277,6 +278,16 @@ def _money(app: FastAPI, db: Callable[[], ReadDb]) -> None:
         if row is None:
             raise HTTPException(404, f"no deposits or requests from {address.lower()}")
         return json_row(ORACLE_BALANCES, row)
+
+    @app.get(
+        "/v1/users/{address}/rewards", summary="The claimant's view: claimable, proof, pending"
+    )
+    def rewards(address: Address) -> dict[str, Any]:
+        """Cumulative, claimed and claimable against the newest posted root, with its proof and
+        epoch; the previous root (which still accepts a proof); the breakdown by epoch, kind
+        and source down to event ids; and what is pending in epochs not settled yet (never
+        part of claimable)."""
+        return user_rewards(db(), address.lower())
 
     @app.get("/v1/epochs", summary="Epochs with their bounds, closing and fees")
     def list_epochs(as_of_epoch: AsOfEpoch = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ app = typer.Typer()
         "masa demo",
         "masa demo --requests 1000 --seed 3 --no-llm",
         "masa --home /tmp/masa-demo demo --json",
+        "masa demo --no-llm --serve --port 8080",
     ),
 )
 def demo(
@@ -41,6 +42,10 @@ def demo(
     llm: bool = typer.Option(
         True, "--llm/--no-llm", help="Serve LLM jobs too, when vLLM is installed."
     ),
+    serve: bool = typer.Option(
+        False, "--serve", help="Then keep the read API and dashboard running on the demo."
+    ),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port for --serve."),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the ledger end to end with no services: SQLite store, embedded log, in-process EVM.
@@ -78,6 +83,24 @@ def demo(
         print_json(report.to_json())
     else:
         _print(report)
+    if serve:
+        _serve(config, port)
+
+
+def _serve(config: Any, port: int) -> None:
+    """The read API and dashboard over the demo's read models, until Ctrl-C."""
+    import uvicorn
+
+    from masa.app.api import create_app
+    from masa.app.wiring import open_read_db
+
+    # no runner follows the demo store after it ends: the models are complete, not lagging
+    api = create_app(lambda: open_read_db(config, reader=True), max_lag_s=10**6)
+    err_console.print(
+        f"masa demo: dashboard at http://127.0.0.1:{port}/ , API at http://127.0.0.1:{port}/docs"
+        " (Ctrl-C to stop)"
+    )
+    uvicorn.run(api, host="127.0.0.1", port=port, log_level="warning")
 
 
 def _no_llm():  # type: ignore[no-untyped-def]
