@@ -20,7 +20,6 @@ from projections.runner import ProjectionRunner
 from projections.state import LedgerState
 from projections.tables import PAYOUTS
 from settlement.posting import State
-from tests.support.fixtures import start_anvil
 from tests.support.settling import (
     ADMIN,
     C1,
@@ -32,6 +31,7 @@ from tests.support.settling import (
     W2,
     W3,
     SettleNet,
+    deployed_net,
 )
 
 pytestmark = [pytest.mark.anvil, pytest.mark.timeout(240)]
@@ -40,14 +40,8 @@ L = 20
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[SettleNet]:
-    node = start_anvil()
-    network = SettleNet(node, tmp_path)
-    try:
-        network.deploy()
+    with deployed_net(tmp_path) as network:
         yield network
-    finally:
-        network.close()
-        node.stop()
 
 
 def _sleep_until(t: float) -> None:

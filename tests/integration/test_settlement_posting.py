@@ -17,22 +17,26 @@ from contracts.client import to_bytes32
 from masa.app.settle_chain import SettlementChain
 from settlement.posting import State
 from settlement.settler import SettlementRefused, SimulatedCrash
-from tests.support.fixtures import start_anvil
-from tests.support.settling import ADMIN, C1, C2, HELPER, TOKEN, W1, W2, SettleNet, keystore
+from tests.support.settling import (
+    ADMIN,
+    C1,
+    C2,
+    HELPER,
+    TOKEN,
+    W1,
+    W2,
+    SettleNet,
+    deployed_net,
+    keystore,
+)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[SettleNet]:
-    node = start_anvil()
-    network = SettleNet(node, tmp_path)
-    try:
-        network.deploy()
+    with deployed_net(tmp_path) as network:
         yield network
-    finally:
-        network.close()
-        node.stop()
 
 
 def close_epoch_zero(net: SettleNet) -> None:

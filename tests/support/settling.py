@@ -4,12 +4,13 @@ store, and the settler wired as ``masa settle run`` wires it (its own key, poste
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -273,3 +274,18 @@ def keystore(net: SettleNet, index: int) -> Path:
     if not path.exists():
         save_keystore(net.accounts[index], path, PASSWORD)
     return path
+
+
+@contextlib.contextmanager
+def deployed_net(tmp_path: Path) -> Iterator[SettleNet]:
+    """A fresh anvil with the contracts deployed and a settler wired to it; stopped after."""
+    from tests.support.fixtures import start_anvil
+
+    node = start_anvil()
+    network = SettleNet(node, tmp_path)
+    try:
+        network.deploy()
+        yield network
+    finally:
+        network.close()
+        node.stop()
