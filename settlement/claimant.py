@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 from projections.db import ReadDb
@@ -25,6 +26,7 @@ from projections.rules import ParameterSchedule, split_fee
 from projections.state import parameters_of
 from projections.tables import CLAIMS, DATA_USES, PARAMETERS, PAYOUTS, REQUESTS, STAKE_CHANGES, Row
 from settlement.settler import Settlement, SettlementDb
+from settlement.statement import Statement, load_statement
 
 POSTED = ("mined", "confirmed")
 
@@ -54,10 +56,21 @@ def user_rewards(db: ReadDb, address: str) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=8)
+def _posted_statement(epoch: int, statement_hash: str, statement_json: str) -> Statement:
+    """A posted statement, parsed and its tree built once per process (posted, it never
+    changes): a claimant's request then costs a lookup, not a tree of every address."""
+    statement = load_statement(statement_json)
+    if statement.lines:
+        statement.tree()
+    return statement
+
+
 def _position(settlement: Settlement | None, address: str) -> dict[str, Any]:
     if settlement is None:
         return {"cumulative": 0, "proof": []}
-    statement = settlement.statement()
+    p = settlement.posting
+    statement = _posted_statement(p.epoch, p.statement_hash, settlement.statement_json)
     line = statement.line(address)
     if line is None:
         return {"cumulative": 0, "proof": []}
