@@ -65,6 +65,14 @@ class History:
         )
         return str(event_id)
 
+    def finalized(self, block: int, at: datetime) -> None:
+        """The indexer's word that the chain is final up to ``block``."""
+        payload = t.ChainFinalized(
+            chain_id=CHAIN, block_number=block, block_hash="0x" + "00" * 32, log_count=1,
+            contracts=["0x" + "5a" * 20],
+        )  # fmt: skip
+        self.add(payload, INDEXER, at, "ChainFinalized")
+
     def log(self) -> t.ChainLog:
         self.block += 1
         return t.ChainLog(
@@ -290,18 +298,7 @@ def test_a_retracted_stake_leaves_no_trace_and_pending_is_not_final(tmp_path):
     first = h.add(
         t.Staked(log=h.log(), node=WORKERS[0], role=1, amount=5, new_stake=5), INDEXER, at, "Staked"
     )
-    h.add(
-        t.ChainFinalized(
-            chain_id=CHAIN,
-            block_number=1,
-            block_hash="0x" + "00" * 32,
-            log_count=1,
-            contracts=["0x" + "5a" * 20],
-        ),
-        INDEXER,
-        at,
-        "ChainFinalized",
-    )
+    h.finalized(1, at)
     second = h.add(
         t.Staked(log=h.log(), node=WORKERS[0], role=1, amount=7, new_stake=12),
         INDEXER,
@@ -349,18 +346,7 @@ def test_uptime_counts_heartbeats_only_while_finally_staked_and_late_ones_earn_n
             start + timedelta(seconds=second),
             "Heartbeat",
         )
-    h.add(
-        t.ChainFinalized(
-            chain_id=CHAIN,
-            block_number=1,
-            block_hash="0x" + "00" * 32,
-            log_count=1,
-            contracts=["0x" + "5a" * 20],
-        ),
-        INDEXER,
-        start + timedelta(seconds=200),
-        "ChainFinalized",
-    )
+    h.finalized(1, start + timedelta(seconds=200))
     h.add(
         t.EpochClosed(epoch=0, cutoff_position=7, finalized_block=1),
         "0x" + "97" * 20,
@@ -397,18 +383,7 @@ def test_completions_beyond_the_final_deposits_are_unpaid_in_store_order(tmp_pat
         at,
         "FeesDeposited",
     )
-    h.add(
-        t.ChainFinalized(
-            chain_id=CHAIN,
-            block_number=1,
-            block_hash="0x" + "00" * 32,
-            log_count=1,
-            contracts=["0x" + "5a" * 20],
-        ),
-        INDEXER,
-        at,
-        "ChainFinalized",
-    )
+    h.finalized(1, at)
     ids = [uuid.uuid4() for _ in range(3)]
     spec = SPEC
     for rid in ids:  # fees 2, 2, 1: the first is reserved, the second finds 1 left
