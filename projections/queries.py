@@ -56,6 +56,12 @@ def _rows(db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = (
     return [table._from_db(dict(zip(names, r, strict=True))) for r in rows]
 
 
+def select(db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = ()) -> list[Row]:
+    """Rows of ``table`` matching a ``WHERE`` clause (``?`` placeholders), in key order: for
+    readers with a question of their own (settlement's claimant view)."""
+    return _rows(db, table, where, params)
+
+
 def _filters(filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
     used = {k: v for k, v in sorted(filters.items()) if v is not None}
     return [f"{column} = ?" for column in used], list(used.values())

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 from projections.db import ReadDb
+from projections.queries import select
 from projections.rules import ParameterSchedule, split_fee
 from projections.state import parameters_of
 from projections.tables import CLAIMS, DATA_USES, PARAMETERS, PAYOUTS, REQUESTS, STAKE_CHANGES, Row
@@ -35,7 +36,7 @@ def user_rewards(db: ReadDb, address: str) -> dict[str, Any]:
     """The claimant's view of ``address`` (lower case)."""
     posted = [s for s in SettlementDb(db).all() if s.posting.state.value in POSTED]
     latest, previous = (posted[-1] if posted else None), (posted[-2] if len(posted) > 1 else None)
-    claims = _rows(db, CLAIMS, "account = ? AND retracted = ?", (address, _false(db)))
+    claims = select(db, CLAIMS, "account = ? AND retracted = ?", (address, False))
     claimed = max((c["cumulative"] for c in claims), default=0)
     claimed_final = max((c["cumulative"] for c in claims if c["final"]), default=0)
     current = _position(latest, address)
@@ -92,11 +93,11 @@ def _previous(settlement: Settlement | None, address: str, claimed: int) -> dict
 
 
 def _breakdown(db: ReadDb, address: str) -> list[dict[str, Any]]:
-    payouts = _rows(db, PAYOUTS, "address = ?", (address,))
-    served = _rows(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"))
-    used = _rows(db, DATA_USES, "contributor = ? AND credited = ?", (address, _true(db)))
+    payouts = select(db, PAYOUTS, "address = ?", (address,))
+    served = select(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"))
+    used = select(db, DATA_USES, "contributor = ? AND credited = ?", (address, True))
     request_epochs = _request_epochs(db, {u["request_id"] for u in used})
-    stakes = _rows(db, STAKE_CHANGES, "node = ? AND retracted = ?", (address, _false(db)))
+    stakes = select(db, STAKE_CHANGES, "node = ? AND retracted = ?", (address, False))
     out = []
     for row in sorted(payouts, key=lambda r: (r["epoch"], r["kind"])):
         epoch, kind = row["epoch"], row["kind"]
@@ -118,7 +119,7 @@ def _pending(db: ReadDb, address: str, settled: set[int]) -> dict[str, Any]:
     schedule = _schedule(db)
     worker_fee = data_fee = 0
     epochs: set[int] = set()
-    served = _rows(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"))
+    served = select(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"))
     for request in served:
         params = _open_params(schedule, request["epoch"], settled)
         if params is not None:
@@ -143,22 +144,22 @@ def _open_params(schedule: ParameterSchedule, epoch: int | None, settled: set[in
 
 def _data_shares(db: ReadDb, address: str) -> Iterable[tuple[str, int, int, Row]]:
     """Per completed request that credited ``address``: its units and all credited units."""
-    used = _rows(db, DATA_USES, "contributor = ? AND credited = ?", (address, _true(db)))
+    used = select(db, DATA_USES, "contributor = ? AND credited = ?", (address, True))
     mine: dict[str, int] = defaultdict(int)
     for use in used:
         mine[use["request_id"]] += use["units"]
     for request_id, units in sorted(mine.items()):
-        requests = _rows(db, REQUESTS, "request_id = ? AND status = ?", (request_id, "completed"))
+        requests = select(db, REQUESTS, "request_id = ? AND status = ?", (request_id, "completed"))
         if not requests:
             continue
-        every = _rows(db, DATA_USES, "request_id = ? AND credited = ?", (request_id, _true(db)))
+        every = select(db, DATA_USES, "request_id = ? AND credited = ?", (request_id, True))
         yield request_id, units, sum(u["units"] for u in every), requests[0]
 
 
 def _request_epochs(db: ReadDb, request_ids: set[str]) -> dict[str, int | None]:
     epochs = {}
     for request_id in sorted(request_ids):
-        rows = _rows(db, REQUESTS, "request_id = ?", (request_id,))
+        rows = select(db, REQUESTS, "request_id = ?", (request_id,))
         if rows:
             epochs[request_id] = rows[0]["epoch"]
     return epochs
@@ -173,22 +174,6 @@ def _units_by_source(uses: list[Row]) -> dict[str, int]:
 
 def _schedule(db: ReadDb) -> ParameterSchedule:
     schedule = ParameterSchedule()
-    for row in sorted(_rows(db, PARAMETERS, "", ()), key=lambda r: r["position"]):
+    for row in sorted(select(db, PARAMETERS, "", ()), key=lambda r: r["position"]):
         schedule = schedule.with_set(parameters_of(row))
     return schedule
-
-
-def _rows(db: ReadDb, table: Any, where: str, params: tuple[Any, ...]) -> list[Row]:
-    names = list(table.columns)
-    sql = f"SELECT {', '.join(names)} FROM {table.name}" + (f" WHERE {where}" if where else "")
-    with db.transaction() as tx:
-        found = tx.fetchall(sql, params)
-    return [table._from_db(dict(zip(names, r, strict=True))) for r in found]
-
-
-def _true(db: ReadDb) -> Any:
-    return True if db.dialect == "postgresql" else 1
-
-
-def _false(db: ReadDb) -> Any:
-    return False if db.dialect == "postgresql" else 0
