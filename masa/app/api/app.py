@@ -41,6 +41,7 @@ from settlement.claimant import user_rewards
 
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 Address = Annotated[str, Path(pattern=ADDRESS, description="0x address (any case)")]
+AddressFilter = Annotated[str | None, Query(pattern=ADDRESS, description="0x address (any case)")]
 Cursor = Annotated[str | None, Query(description="from the previous page's next_cursor")]
 Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="rows per page")]
 AsOfEpoch = Annotated[int | None, Query(ge=0, description="only epochs up to this one")]
@@ -133,6 +134,17 @@ def _problem(
 
 
 def _errors(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        # No text column can hold NUL (PostgreSQL refuses it outright), so no parameter can
+        # match one: say so as a 422 here rather than let the database fail it as a 503.
+        params = request.query_params.multi_items()
+        if "\x00" in request.url.path or any("\x00" in k + v for k, v in params):
+            detail = "a parameter contains a NUL (0x00) byte"
+            return _problem(422, "Invalid request", detail, request)
+        response: Response = await call_next(request)
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # headers kept: a 405 says what is Allow-ed (RFC 9110)
@@ -243,8 +255,8 @@ def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
 def _requests(app: FastAPI, db: Callable[[], ReadDb]) -> None:
     @app.get("/v1/requests", response_model=PageOut, summary="Requests, filtered, a page at a time")
     def list_requests(
-        status: str | None = None, kind: str | None = None, oracle: str | None = None,
-        worker: str | None = None, epoch: int | None = None, cursor: Cursor = None,
+        status: str | None = None, kind: str | None = None, oracle: AddressFilter = None,
+        worker: AddressFilter = None, epoch: int | None = None, cursor: Cursor = None,
         limit: Limit = 100,
     ) -> Response:  # fmt: skip
         filters = {"status": status, "kind": kind, "oracle": oracle and oracle.lower(),
