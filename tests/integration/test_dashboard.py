@@ -1,8 +1,11 @@
 """The dashboard in a real browser: ``masa serve`` (uvicorn, a subprocess on 127.0.0.1) over
 PostgreSQL read models filled by real ingest and projection, opened in Debian's headless
 Chromium through selenium (its chromedriver; nothing downloaded). The page shows what the API
-returns, follows /v1/stream without a reload, and is photographed at desktop and phone size
-(docs/screenshots/)."""
+returns, follows /v1/stream without a reload, and is photographed at desktop and phone size.
+
+The photographs are test artifacts, written to ``build/test-artifacts/screenshots/`` (or
+``$MASA_TEST_ARTIFACTS/screenshots``); ``MASA_UPDATE_SCREENSHOTS=1`` also copies them over the
+ones the docs show (docs/screenshots/), so a plain run never dirties the checkout."""
 
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ from tests.support.readmodels import Network, add_worker, env, filled_postgres
 from tests.support.site import closed_port
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("MASA_TEST_ARTIFACTS", REPO / "build" / "test-artifacts"))
+DOC_SCREENSHOTS = REPO / "docs" / "screenshots"
 SIZES = {"desktop": (1280, 800, False), "phone": (390, 844, True)}
 
 pytestmark = pytest.mark.skipif(
@@ -130,8 +135,12 @@ def _shoot(driver: Any, name: str, tmp_path: Path) -> Path:
         "Page.captureScreenshot", {"captureBeyondViewport": True, "format": "png"}
     )
     (tmp_path / f"dashboard-{name}-full.png").write_bytes(base64.b64decode(full["data"]))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SCREENSHOTS / path.name)
+    targets = [ARTIFACTS / "screenshots"]
+    if os.environ.get("MASA_UPDATE_SCREENSHOTS") == "1":
+        targets.append(DOC_SCREENSHOTS)
+    for target in targets:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
     return path
 
 
