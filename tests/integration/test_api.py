@@ -70,7 +70,7 @@ def _reject_and_settle(net: Network) -> None:
         store.close()
         body = {"epoch": epoch, "cutoff_position": head, "finalized_block": 10_000}
         harness.send([make_event(people.settler, "EpochClosed", body)])
-        harness.ingest(idle_s=1.0)
+        harness.ingest(idle_s=0.5)  # everything is on the bus already
     project(harness)
     store, db = open_store(harness.settings), open_read_db(harness.settings)
     try:
