@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from indexer.events import types as t
 from indexer.store.log import LoggedEvent
-from projections.models import attribution, claims, epochs, nodes, requests, uptime
+from projections.models import attribution, claims, epochs, ingest, nodes, requests, uptime
 from projections.state import LedgerState
 
 NAME = "ledger"
 
 
 def apply(state: LedgerState, event: LoggedEvent) -> None:
+    ingest.stored(state, event)
     p = event.payload
     match p:
         case t.Heartbeat():

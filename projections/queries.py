@@ -19,12 +19,14 @@ from projections.tables import (
     DATA_USES,
     EPOCH_FEES,
     EPOCHS,
+    INGEST_PARTITIONS,
     NODE_UPTIME,
     NODES,
     ORACLE_BALANCES,
     PARAMETERS,
     PROJECTION_POSITIONS,
     REQUESTS,
+    SETTLEMENTS,
     STAKE_CHANGES,
     Row,
     Table,
@@ -45,21 +47,26 @@ class Page:
 
 
 def _rows(db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = (),
-          order: str = "", limit: int | None = None) -> list[Row]:  # fmt: skip
-    names = list(table.columns)
+          order: str = "", limit: int | None = None,
+          columns: tuple[str, ...] = ()) -> list[Row]:  # fmt: skip
+    names = list(columns or table.columns)
     sql = f"SELECT {', '.join(names)} FROM {table.name}"
     sql += f" WHERE {where}" if where else ""
     sql += f" ORDER BY {order or ', '.join(table.key)}"
     sql += f" LIMIT {int(limit)}" if limit is not None else ""
-    with db.transaction() as tx:
+    with db.reading() as tx:
         rows = tx.fetchall(sql, params)
-    return [table._from_db(dict(zip(names, r, strict=True))) for r in rows]
+    return table.rows_from_db(names, rows, db.dialect)
 
 
-def select(db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = ()) -> list[Row]:
-    """Rows of ``table`` matching a ``WHERE`` clause (``?`` placeholders), in key order: for
-    readers with a question of their own (settlement's claimant view)."""
-    return _rows(db, table, where, params)
+def select(
+    db: ReadDb, table: Table, where: str = "", params: tuple[Any, ...] = (), *,
+    columns: tuple[str, ...] = (), order: str = "", limit: int | None = None,
+) -> list[Row]:  # fmt: skip
+    """Rows of ``table`` matching a ``WHERE`` clause (``?`` placeholders), in key order (or
+    ``order``), only ``columns`` if given: for readers with a question of their own
+    (settlement's claimant view)."""
+    return _rows(db, table, where, params, order, limit, columns)
 
 
 def _filters(filters: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
@@ -103,7 +110,7 @@ _COUNTS_KEPT = 256
 def _count(db: ReadDb, table: Table, clauses: list[str], params: list[Any]) -> int:
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"SELECT COUNT(*) FROM {table.name}{where}"
-    with db.transaction() as tx:
+    with db.reading() as tx:
         at = tuple(tx.fetchall(f"SELECT name, position FROM {PROJECTION_POSITIONS.name}"))
         key = (sql, tuple(params), at)
         memo = _COUNTS.setdefault(db, {})
@@ -223,9 +230,23 @@ def table_rows(db: ReadDb, table: Table) -> list[Row]:
 
 def counts_by(db: ReadDb, table: Table, column: str) -> dict[str, int]:
     """``{value: rows}`` of one column (metrics and the dashboard's overview)."""
-    with db.transaction() as tx:
+    with db.reading() as tx:
         rows = tx.fetchall(f"SELECT {column}, COUNT(*) FROM {table.name} GROUP BY {column}")
     return {str(value): int(count) for value, count in rows}
+
+
+def ingest_partitions(db: ReadDb) -> list[Row]:
+    """Per bus partition: the newest event stored from it and how long it took to arrive."""
+    return _rows(db, INGEST_PARTITIONS)
+
+
+def settlement_states(db: ReadDb) -> list[Row]:
+    """Per state of the posting machine: how many epochs are in it, and the newest."""
+    with db.reading() as tx:
+        rows = tx.fetchall(
+            f"SELECT state, COUNT(*), MAX(epoch) FROM {SETTLEMENTS.name} GROUP BY state"
+        )
+    return [{"state": s, "epochs": int(n), "latest": int(e)} for s, n, e in sorted(rows)]
 
 
 # --- aggregates for dashboards --------------------------------------------------------------
@@ -246,7 +267,7 @@ def total_stake(db: ReadDb) -> dict[str, int]:
     """Sums of final active and locked stake over every node, in wei (SQLite keeps wei as
     text, whose SUM would round: summed here in Python there)."""
     columns = ("active_stake", "locked_stake", "slashed")
-    with db.transaction() as tx:
+    with db.reading() as tx:
         if db.dialect == "postgresql":
             sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in columns)
             row = tx.fetchall(f"SELECT {sums} FROM {NODES.name}")[0]
@@ -263,7 +284,7 @@ def requests_per_minute(
     now = (now or datetime.now(UTC)).astimezone(UTC)
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start = end - timedelta(minutes=minutes)
-    with db.transaction() as tx:
+    with db.reading() as tx:
         rows = tx.fetchall(
             f"SELECT submitted_at FROM {REQUESTS.name} WHERE submitted_at >= ?",
             (_ts_param(db, start),),
@@ -297,7 +318,7 @@ def latency_by_kind(db: ReadDb, as_of_epoch: int | None = None) -> list[Row]:
     params: list[Any] = []
     _upto(clauses, params, "epoch", as_of_epoch)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    with db.transaction() as tx:
+    with db.reading() as tx:
         rows = tx.fetchall(f"SELECT kind, status, latency_ms FROM {REQUESTS.name}{where}", params)
     kinds: dict[str, dict[str, Any]] = {}
     for kind, status, latency in rows:
@@ -333,7 +354,7 @@ def attribution_by_epoch(db: ReadDb, as_of_epoch: int | None = None) -> list[Row
         f" FROM {CONTRIBUTOR_ATTRIBUTION.name}{where}"
         f" GROUP BY contributor, epoch ORDER BY contributor, epoch"
     )
-    with db.transaction() as tx:
+    with db.reading() as tx:
         rows = tx.fetchall(sql, params)
     return [
         {"contributor": c, "epoch": int(e), "units": int(u), "requests": int(r), "sources": int(s)}

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from indexer.store.log import EventLog, LoggedEvent
 from masa.errors import MasaError, RetryableError
-from projections import ledger
+from projections import dead_letters, ledger
 from projections.db import ReadDb, Tx
 from projections.state import LedgerState, load_state
 
@@ -27,6 +27,8 @@ class RunnerConfig:
     batch_size: int = 5000
     poll_interval_s: float = 0.5
     heartbeat_s: float = 5.0
+    #: The dead-letter topic whose letters are copied into ``dead_letters`` (None: none are).
+    dlq_topic: str | None = None
 
 
 class PositionMoved(RetryableError):
@@ -58,6 +60,7 @@ class ProjectionRunner:
         self._wait = wait
         self._state: LedgerState | None = None
         self._last_heartbeat = 0.0
+        self._letters_copied: tuple[float, int | None] = (float("-inf"), None)
         self.position = 0
 
     def load(self) -> None:
@@ -73,6 +76,7 @@ class ProjectionRunner:
         """Apply and write the next batch; the number of events applied (0: caught up)."""
         if self._state is None:
             self.load()
+        self._copy_dead_letters()
         events = self.log.read(self.position, self.config.batch_size)
         if not events:
             self._idle_heartbeat()
@@ -87,6 +91,15 @@ class ProjectionRunner:
             self._state = None  # applied in memory but not written: reload before going on
             raise
         return len(events)
+
+    def _copy_dead_letters(self) -> None:
+        """The store's new dead letters into ``dead_letters``, every ``heartbeat_s``."""
+        at, since_ms = self._letters_copied
+        topic = self.config.dlq_topic
+        if topic is None or time.monotonic() - at < self.config.heartbeat_s:
+            return
+        newest = dead_letters.copy_new(self.log, self.db, topic, since_ms)
+        self._letters_copied = (time.monotonic(), newest)
 
     def _idle_heartbeat(self) -> None:
         """Caught up: say so now and then, so readers (``/health``) can tell a caught-up runner

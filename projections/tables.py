@@ -7,7 +7,7 @@ The DDL is in ``migrations/``; a test holds these specs equal to the migrated sc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -50,6 +50,29 @@ class Table:
 
     def _from_db(self, row: Row) -> Row:
         return {c: _from_db(row[c], kind) for c, kind in self.columns.items()}
+
+    def rows_from_db(
+        self, names: Sequence[str], rows: Iterable[Sequence[Any]], dialect: Dialect
+    ) -> list[Row]:
+        """Rows of ``names`` (a subset of the columns, in that order) as read by a dialect's
+        driver, converted to Python values. Only the columns the dialect returns in another
+        form are touched (PostgreSQL: wei from NUMERIC; SQLite also times, booleans): a page of
+        a list is read without a conversion call per value."""
+        converting = [(c, self.columns[c]) for c in names if self.columns[c] in _CONVERTED[dialect]]
+        out = [dict(zip(names, values, strict=True)) for values in rows]
+        for row in out:
+            for column, kind in converting:
+                value = row[column]
+                if value is not None:
+                    row[column] = _from_db(value, kind)
+        return out
+
+
+#: The kinds each dialect's driver returns in another form than the Python value.
+_CONVERTED: dict[Dialect, frozenset[Kind]] = {
+    "postgresql": frozenset({"wei"}),
+    "sqlite": frozenset({"wei", "ts", "bool", "float"}),
+}
 
 
 def _to_db(value: Any, kind: Kind, dialect: Dialect) -> Any:
@@ -169,6 +192,22 @@ PAYOUTS = _t(
     "payouts", ("epoch", "address", "kind"),
     epoch="int", address="text", kind="text", earned="wei", cumulative="wei",
 )  # fmt: skip
+STATEMENT_LINES = _t(
+    "statement_lines", ("epoch", "address"),
+    epoch="int", address="text", earned="wei", cumulative="wei", tree_index="int",
+)  # fmt: skip
+MERKLE_NODES = _t("merkle_nodes", ("epoch", "node"), epoch="int", node="int", hash="text")
+DEAD_LETTERS = _t(
+    "dead_letters", ("dlq_id",),
+    dlq_id="text", reason="text", detail="text", source_topic="text", source_partition="int",
+    source_offset="int", consumer="text", rejected_at="ts", published_at="ts",
+)  # fmt: skip
+INGEST_PARTITIONS = _t(
+    "ingest_partitions", ("source_topic", "source_partition"),
+    source_topic="text", source_partition="int", consumer="text", last_offset="int",
+    events="int", last_ingested_at="ts", last_occurred_at="ts", ingest_delay_s="float",
+    position="int",
+)  # fmt: skip
 PROJECTION_POSITIONS = _t(
     "projection_positions", ("name",),
     name="text", position="int", head="int", lag_events="int", lag_seconds="float",
@@ -179,8 +218,11 @@ PROJECTION_POSITIONS = _t(
 LEDGER_TABLES = (
     NODES, STAKE_CHANGES, NODE_UPTIME, REQUESTS, ORACLE_BALANCES, FEE_DEPOSITS, DATA_SOURCES,
     CONTRIBUTOR_ATTRIBUTION, DATA_USES, EPOCH_FEES, PARAMETERS, EPOCHS, CHAIN_FINALITY, CLAIMS,
+    INGEST_PARTITIONS,
 )  # fmt: skip
 #: The settler's tables: written by ``masa settle run``, not by a projection (never rebuilt).
-SETTLEMENT_TABLES = (SETTLEMENTS, PAYOUTS)
+SETTLEMENT_TABLES = (SETTLEMENTS, PAYOUTS, STATEMENT_LINES, MERKLE_NODES)
+#: Copied from the store's dead letters by the projection runner (not events: never rebuilt).
+INGEST_TABLES = (DEAD_LETTERS,)
 #: Every table a dashboard may read (what ``masa db grant-reader`` grants).
-READ_MODEL_TABLES = (*LEDGER_TABLES, *SETTLEMENT_TABLES, PROJECTION_POSITIONS)
+READ_MODEL_TABLES = (*LEDGER_TABLES, *SETTLEMENT_TABLES, *INGEST_TABLES, PROJECTION_POSITIONS)

@@ -12,121 +12,201 @@ which proof, and what it is earning in epochs not settled yet (shown apart, neve
   logs behind an emission.
 - ``pending``: fees of requests closed in epochs with no statement yet, split as the formula
   will split them; emissions are only known when the epoch closes.
+
+Every read is keyed by the address (or by the requests it served or supplied data to), so a
+request costs the same with a statement of ten lines or of a million: the cumulative and the
+leaf's position come from ``statement_lines``, the proof from the few ``merkle_nodes`` on the
+leaf's path (both written by the settler with the statement), never from the statement text.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from masa.errors import PermanentError
 from projections.db import ReadDb
 from projections.queries import select
 from projections.rules import ParameterSchedule, split_fee
 from projections.state import parameters_of
-from projections.tables import CLAIMS, DATA_USES, PARAMETERS, PAYOUTS, REQUESTS, STAKE_CHANGES, Row
-from settlement.settler import Settlement, SettlementDb
-from settlement.statement import Statement, load_statement
+from projections.tables import (
+    CLAIMS,
+    DATA_USES,
+    MERKLE_NODES,
+    PARAMETERS,
+    PAYOUTS,
+    REQUESTS,
+    SETTLEMENTS,
+    STAKE_CHANGES,
+    STATEMENT_LINES,
+    Row,
+    Table,
+)
+from settlement.merkle import proof_nodes
+from settlement.statement import ZERO_ROOT
 
 POSTED = ("mined", "confirmed")
+_CHUNK = 500  # ids per IN (...) list
+
+
+class StatementLinesMissing(PermanentError):
+    """A posted statement's lines are not in the read models (recorded before revision 0004)."""
 
 
 def user_rewards(db: ReadDb, address: str) -> dict[str, Any]:
     """The claimant's view of ``address`` (lower case)."""
-    posted = [s for s in SettlementDb(db).all() if s.posting.state.value in POSTED]
-    latest, previous = (posted[-1] if posted else None), (posted[-2] if len(posted) > 1 else None)
-    claims = select(db, CLAIMS, "account = ? AND retracted = ?", (address, False))
+    posted = select(db, SETTLEMENTS, "state IN (?, ?)", POSTED, order="epoch DESC", limit=2,
+                    columns=("epoch", "chain_epoch", "root"))  # fmt: skip
+    latest, previous = (posted[0] if posted else None), (posted[1] if len(posted) > 1 else None)
+    claims = select(db, CLAIMS, "account = ? AND retracted = ?", (address, False),
+                    columns=("event_id", "cumulative", "final"))  # fmt: skip
     claimed = max((c["cumulative"] for c in claims), default=0)
     claimed_final = max((c["cumulative"] for c in claims if c["final"]), default=0)
-    current = _position(latest, address)
-    settled = {s.epoch for s in SettlementDb(db).all()}
+    current = _position(db, latest, address)
+    settled = {r["epoch"] for r in select(db, SETTLEMENTS, columns=("epoch",))}
+    facts = _Facts.of(db, address)
     return {
         "address": address,
-        "epoch": latest.epoch if latest else None,
-        "chain_epoch": latest.posting.chain_epoch if latest else None,
-        "root": latest.posting.root if latest else None,
+        "epoch": latest["epoch"] if latest else None,
+        "chain_epoch": latest["chain_epoch"] if latest else None,
+        "root": latest["root"] if latest else None,
         "cumulative": str(current["cumulative"]),
         "claimed": str(claimed),
         "claimed_final": str(claimed_final),
         "claimable": str(max(0, current["cumulative"] - claimed)),
         "proof": current["proof"],
-        "previous": _previous(previous, address, claimed),
-        "breakdown": _breakdown(db, address),
-        "pending": _pending(db, address, settled),
+        "previous": _previous(db, previous, address, claimed),
+        "breakdown": _breakdown(db, address, facts),
+        "pending": _pending(db, facts, settled),
     }
 
 
-@lru_cache(maxsize=8)
-def _posted_statement(epoch: int, statement_hash: str, statement_json: str) -> Statement:
-    """A posted statement, parsed and its tree built once per process (posted, it never
-    changes): a claimant's request then costs a lookup, not a tree of every address."""
-    statement = load_statement(statement_json)
-    if statement.lines:
-        statement.tree()
-    return statement
-
-
-def _position(settlement: Settlement | None, address: str) -> dict[str, Any]:
+def _position(db: ReadDb, settlement: Row | None, address: str) -> dict[str, Any]:
+    """The address's cumulative in a posted statement, and its proof against the root."""
     if settlement is None:
         return {"cumulative": 0, "proof": []}
-    p = settlement.posting
-    statement = _posted_statement(p.epoch, p.statement_hash, settlement.statement_json)
-    line = statement.line(address)
-    if line is None:
+    epoch = settlement["epoch"]
+    lines = select(db, STATEMENT_LINES, "epoch = ? AND address = ?", (epoch, address),
+                   columns=("cumulative", "tree_index"))  # fmt: skip
+    if not lines:
+        _require_lines(db, settlement)
         return {"cumulative": 0, "proof": []}
-    return {"cumulative": line.cumulative, "proof": statement.proof(address)}
+    path = proof_nodes(lines[0]["tree_index"])
+    hashes = {r["node"]: r["hash"] for r in _in(db, MERKLE_NODES, "node", path, epoch=epoch)}
+    if len(hashes) != len(path):
+        raise PermanentError(f"the tree of epoch {epoch} lacks nodes of {address}'s proof")
+    return {"cumulative": lines[0]["cumulative"], "proof": [hashes[n] for n in path]}
 
 
-def _previous(settlement: Settlement | None, address: str, claimed: int) -> dict[str, Any] | None:
+def _require_lines(db: ReadDb, settlement: Row) -> None:
+    """An address with no line is owed nothing, unless the statement's lines were never
+    written (a statement with leaves always has some): then say what to run."""
+    epoch = settlement["epoch"]
+    if settlement["root"] == ZERO_ROOT:
+        return
+    if not select(db, STATEMENT_LINES, "epoch = ?", (epoch,), columns=("address",), limit=1):
+        raise StatementLinesMissing(
+            f"the lines of epoch {epoch}'s statement are not in the read models yet (recorded"
+            " before revision 0004): run 'masa settle run' once, which writes them"
+        )
+
+
+def _previous(
+    db: ReadDb, settlement: Row | None, address: str, claimed: int
+) -> dict[str, Any] | None:
     """The previous root, which the distributor still accepts a proof against."""
     if settlement is None:
         return None
-    position = _position(settlement, address)
+    position = _position(db, settlement, address)
     return {
-        "epoch": settlement.epoch,
-        "root": settlement.posting.root,
+        "epoch": settlement["epoch"],
+        "root": settlement["root"],
         "cumulative": str(position["cumulative"]),
         "proof": position["proof"],
         "accepts": position["cumulative"] > claimed,
     }
 
 
-def _breakdown(db: ReadDb, address: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Facts:
+    """What the address did, read once: requests it served, data uses that credited it, the
+    requests those uses were for and every credited use of them (its share), its stake logs."""
+
+    served: list[Row]
+    used: list[Row]
+    requests: dict[str, Row]
+    credited_units: dict[str, int]
+    stakes: list[Row]
+
+    @classmethod
+    def of(cls, db: ReadDb, address: str) -> _Facts:
+        served = select(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"),
+                        columns=("request_id", "epoch", "fee", "closed_event_id"))  # fmt: skip
+        used = select(db, DATA_USES, "contributor = ? AND credited = ?", (address, True),
+                      columns=("event_id", "source", "request_id", "units"))  # fmt: skip
+        ids = sorted({u["request_id"] for u in used})
+        about = ("request_id", "epoch", "status", "fee")
+        requests = {r["request_id"]: r for r in _in(db, REQUESTS, "request_id", ids, about)}
+        credited: dict[str, int] = defaultdict(int)
+        for use in _in(db, DATA_USES, "request_id", ids, credited=True,
+                       columns=("request_id", "units")):  # fmt: skip
+            credited[use["request_id"]] += use["units"]
+        stakes = select(db, STAKE_CHANGES, "node = ? AND retracted = ?", (address, False),
+                        columns=("event_id", "final"))  # fmt: skip
+        return cls(served, used, requests, dict(credited), stakes)
+
+
+def _in(
+    db: ReadDb, table: Table, column: str, values: Sequence[Any],
+    columns: tuple[str, ...] = (), **equal: Any,
+) -> Iterable[Row]:  # fmt: skip
+    """Rows whose ``column`` is one of ``values`` (and ``equal``'s columns equal), in chunks."""
+    fixed = [f"{c} = ?" for c in equal]
+    for start in range(0, len(values), _CHUNK):
+        chunk = tuple(values[start : start + _CHUNK])
+        where = " AND ".join([*fixed, f"{column} IN ({', '.join('?' for _ in chunk)})"])
+        yield from select(db, table, where, (*equal.values(), *chunk), columns=columns)
+
+
+def _breakdown(db: ReadDb, address: str, facts: _Facts) -> list[dict[str, Any]]:
     payouts = select(db, PAYOUTS, "address = ?", (address,))
-    served = select(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"))
-    used = select(db, DATA_USES, "contributor = ? AND credited = ?", (address, True))
-    request_epochs = _request_epochs(db, {u["request_id"] for u in used})
-    stakes = select(db, STAKE_CHANGES, "node = ? AND retracted = ?", (address, False))
     out = []
     for row in sorted(payouts, key=lambda r: (r["epoch"], r["kind"])):
         epoch, kind = row["epoch"], row["kind"]
         entry: dict[str, Any] = {"epoch": epoch, "kind": kind, "earned": str(row["earned"]),
                                  "cumulative": str(row["cumulative"])}  # fmt: skip
         if kind == "worker_fee":
-            entry["event_ids"] = sorted(r["closed_event_id"] for r in served if r["epoch"] == epoch)
+            entry["event_ids"] = sorted(
+                r["closed_event_id"] for r in facts.served if r["epoch"] == epoch
+            )
         elif kind == "data_fee":
-            mine = [u for u in used if request_epochs.get(u["request_id"]) == epoch]
+            mine = [u for u in facts.used if _epoch_of(facts, u["request_id"]) == epoch]
             entry["sources"] = _units_by_source(mine)
             entry["event_ids"] = sorted({u["event_id"] for u in mine})
         elif kind == "emission":
-            entry["event_ids"] = sorted(s["event_id"] for s in stakes if s["final"])
+            entry["event_ids"] = sorted(s["event_id"] for s in facts.stakes if s["final"])
         out.append(entry)
     return out
 
 
-def _pending(db: ReadDb, address: str, settled: set[int]) -> dict[str, Any]:
+def _epoch_of(facts: _Facts, request_id: str) -> int | None:
+    request = facts.requests.get(request_id)
+    return None if request is None else request["epoch"]
+
+
+def _pending(db: ReadDb, facts: _Facts, settled: set[int]) -> dict[str, Any]:
     schedule = _schedule(db)
     worker_fee = data_fee = 0
     epochs: set[int] = set()
-    served = select(db, REQUESTS, "worker = ? AND status = ?", (address, "completed"))
-    for request in served:
+    for request in facts.served:
         params = _open_params(schedule, request["epoch"], settled)
         if params is not None:
             split = split_fee(request["fee"], params.protocol_share_bps, params.data_share_bps)
             worker_fee += split.worker
             epochs.add(request["epoch"])
-    for _request, units, total, request in _data_shares(db, address):
+    for units, total, request in _data_shares(facts):
         params = _open_params(schedule, request["epoch"], settled)
         if params is not None and total:
             data = split_fee(request["fee"], params.protocol_share_bps, params.data_share_bps).data
@@ -142,27 +222,16 @@ def _open_params(schedule: ParameterSchedule, epoch: int | None, settled: set[in
     return schedule.in_force(epoch)
 
 
-def _data_shares(db: ReadDb, address: str) -> Iterable[tuple[str, int, int, Row]]:
-    """Per completed request that credited ``address``: its units and all credited units."""
-    used = select(db, DATA_USES, "contributor = ? AND credited = ?", (address, True))
+def _data_shares(facts: _Facts) -> Iterable[tuple[int, int, Row]]:
+    """Per completed request that credited the address: its units, all credited units, and
+    the request."""
     mine: dict[str, int] = defaultdict(int)
-    for use in used:
+    for use in facts.used:
         mine[use["request_id"]] += use["units"]
     for request_id, units in sorted(mine.items()):
-        requests = select(db, REQUESTS, "request_id = ? AND status = ?", (request_id, "completed"))
-        if not requests:
-            continue
-        every = select(db, DATA_USES, "request_id = ? AND credited = ?", (request_id, True))
-        yield request_id, units, sum(u["units"] for u in every), requests[0]
-
-
-def _request_epochs(db: ReadDb, request_ids: set[str]) -> dict[str, int | None]:
-    epochs = {}
-    for request_id in sorted(request_ids):
-        rows = select(db, REQUESTS, "request_id = ?", (request_id,))
-        if rows:
-            epochs[request_id] = rows[0]["epoch"]
-    return epochs
+        request = facts.requests.get(request_id)
+        if request is not None and request["status"] == "completed":
+            yield units, facts.credited_units.get(request_id, 0), request
 
 
 def _units_by_source(uses: list[Row]) -> dict[str, int]:

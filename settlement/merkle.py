@@ -107,11 +107,7 @@ class StandardMerkleTree:
     def get_proof(self, index_or_value: int | Sequence[Any]) -> list[str]:
         """Sibling hashes from the leaf up to (excluding) the root."""
         index = self.tree_indices[self._value_index(index_or_value)]
-        proof = []
-        while index > 0:
-            proof.append(_hex(self.tree[index - 1 if index % 2 == 0 else index + 1]))
-            index = (index - 1) // 2
-        return proof
+        return [_hex(self.tree[node]) for node in proof_nodes(index)]
 
     def verify(self, index_or_value: int | Sequence[Any], proof: Sequence[str]) -> bool:
         if isinstance(index_or_value, int):
@@ -168,6 +164,16 @@ def verify_proof(
 ) -> bool:
     """Whether ``proof`` links ``value``'s leaf to ``root`` (what ``MerkleProof.verify`` checks)."""
     return _process_proof(_leaf_hash(tuple(leaf_encoding), value), proof) == _node(root)
+
+
+def proof_nodes(tree_index: int) -> list[int]:
+    """The heap positions of the siblings that prove the leaf at ``tree_index``, from the leaf
+    up to (excluding) the root: a proof is these nodes' hashes."""
+    nodes = []
+    while tree_index > 0:
+        nodes.append(tree_index - 1 if tree_index % 2 == 0 else tree_index + 1)
+        tree_index = (tree_index - 1) // 2
+    return nodes
 
 
 def rewards_tree(cumulative: Mapping[str, int]) -> StandardMerkleTree:

@@ -36,7 +36,7 @@ from masa.errors import PermanentError, RetryableError
 from projections import ledger
 from projections.db import ReadDb, Tx
 from projections.state import LedgerState, unix
-from projections.tables import PAYOUTS, SETTLEMENTS, Row
+from projections.tables import MERKLE_NODES, PAYOUTS, SETTLEMENTS, STATEMENT_LINES, Row
 from settlement.compute import Settled, settle_all
 from settlement.formula import KINDS
 from settlement.posting import (
@@ -50,7 +50,14 @@ from settlement.posting import (
     hashes_from,
     hashes_text,
 )
-from settlement.statement import Refusal, Statement, check_statement, load_statement, same_bytes
+from settlement.statement import (
+    ZERO_ROOT,
+    Refusal,
+    Statement,
+    check_statement,
+    load_statement,
+    same_bytes,
+)
 
 log = logging.getLogger(__name__)
 _NAMESPACE = uuid.UUID("6d617361-2d65-706f-6368-2d636c6f7365")
@@ -146,11 +153,49 @@ class SettlementDb:
             SETTLEMENTS.upsert(tx, [settlement.to_row()])
 
     def save_computed(self, settlement: Settlement, statement: Statement) -> None:
-        """The record and the statement's payouts, in one transaction."""
+        """The record, the statement's payouts, its lines and its tree, in one transaction."""
         with self.db.transaction() as tx:
-            tx.execute("DELETE FROM payouts WHERE epoch = ?", (settlement.epoch,))
+            for table in (PAYOUTS, STATEMENT_LINES, MERKLE_NODES):
+                tx.execute(f"DELETE FROM {table.name} WHERE epoch = ?", (settlement.epoch,))
             PAYOUTS.upsert(tx, _payout_rows(tx, statement))
+            _write_tree(tx, statement)
             SETTLEMENTS.upsert(tx, [settlement.to_row()])
+
+    def fill_missing_trees(self) -> list[int]:
+        """Write the lines and tree of every recorded statement that has leaves but none
+        written (recorded before the read models had them, revision 0004); the epochs done."""
+        with self.db.transaction() as tx:
+            rows = tx.fetchall(
+                "SELECT epoch FROM settlements s WHERE root <> ? AND NOT EXISTS"
+                " (SELECT 1 FROM statement_lines l WHERE l.epoch = s.epoch)",
+                (ZERO_ROOT,),
+            )
+        epochs = sorted(int(r[0]) for r in rows)
+        for epoch in epochs:
+            settlement = self.get(epoch)
+            assert settlement is not None
+            with self.db.transaction() as tx:
+                _write_tree(tx, settlement.statement())
+        return epochs
+
+
+def _write_tree(tx: Tx, statement: Statement) -> None:
+    """Each line's cumulative and leaf position, and every node of the tree, by epoch: a
+    claimant's proof is then a few keyed rows (``settlement.claimant``)."""
+    if not statement.lines:
+        return
+    tree = statement.tree()
+    epoch = statement.epoch
+    STATEMENT_LINES.upsert(
+        tx,
+        [
+            {"epoch": epoch, "address": line.address, "earned": line.earned,
+             "cumulative": line.cumulative, "tree_index": index}
+            for line, index in zip(statement.lines, tree.tree_indices, strict=True)
+        ],
+    )  # fmt: skip
+    nodes = [{"epoch": epoch, "node": i, "hash": "0x" + h.hex()} for i, h in enumerate(tree.tree)]
+    MERKLE_NODES.upsert(tx, nodes)
 
 
 def _payout_rows(tx: Tx, statement: Statement) -> list[Row]:
@@ -231,6 +276,8 @@ class Settler:
         """Do everything possible now: finish the posting in hand, close and post what is due.
         Returns when waiting is all that is left (confirmations, an epoch not due yet)."""
         progress = progress or Progress()
+        for epoch in self.db.fill_missing_trees():
+            progress.say(f"epoch {epoch}: statement lines and tree written for the claimant view")
         while self._step(progress):
             progress.moved = True
         return progress

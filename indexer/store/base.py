@@ -18,6 +18,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from uuid import UUID
 
 from eventsourcing.persistence import (
     IntegrityError,
@@ -42,6 +43,13 @@ class EventStore(ProcessRecorder, IngestStore, ABC):
     @abstractmethod
     def count_events(self) -> dict[str, int]:
         """Stored events per topic (``Type.vN``)."""
+
+    @abstractmethod
+    def dead_letters(
+        self, topic: str, after: tuple[int, UUID], limit: int
+    ) -> list[tuple[UUID, bytes, int]]:
+        """Up to ``limit`` outbox records for ``topic`` (the dead-letter topic), published, in
+        ``(published_at_ms, id)`` order after ``after``: ``(id, letter, published_at_ms)``."""
 
     @abstractmethod
     def close(self) -> None: ...

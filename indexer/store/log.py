@@ -168,6 +168,19 @@ class EventLog:
             yield from events
             after = events[-1].position
 
+    def dead_letters(
+        self, topic: str, after: tuple[int, UUID], limit: int = 5000
+    ) -> list[tuple[UUID, bytes, int]]:
+        """The dead letters ingest published to ``topic``, in ``(published_at_ms, id)`` order
+        after ``after`` (``(id, letter JSON, published_at_ms)``): kept in the store's outbox
+        beside the events, they are no events. A recorder that keeps none returns none."""
+        reader = getattr(self._recorder, "dead_letters", None)
+        if reader is None:
+            return []
+        with _mapped_errors():
+            letters: list[tuple[UUID, bytes, int]] = reader(topic, after, limit)
+            return letters
+
 
 def _mapped_errors() -> Any:
     """The store adapters' error mapping, imported when a log is read: the decoder above must

@@ -218,6 +218,17 @@ class PostgresEventStore(PostgresProcessRecorder, EventStore):
             if (source := TopicPartition(r["source_topic"], r["source_partition"])) in wanted
         ]
 
+    def dead_letters(
+        self, topic: str, after: tuple[int, UUID], limit: int
+    ) -> list[tuple[UUID, bytes, int]]:
+        rows = self._query(
+            "SELECT id, value, published_at_ms FROM {schema}.ingest_outbox WHERE topic = %s"
+            " AND published_at_ms >= %s AND (published_at_ms, id) > (%s, %s)"
+            " ORDER BY published_at_ms, id LIMIT %s",
+            (topic, after[0], after[0], after[1], limit),
+        )
+        return [(r["id"], bytes(r["value"]), r["published_at_ms"]) for r in rows]
+
     def count_events(self) -> dict[str, int]:
         rows = self._query(
             "SELECT topic, count(*) AS n FROM {schema}."

@@ -164,6 +164,17 @@ class SQLiteEventStore(SQLiteProcessRecorder, EventStore):
             if (source := TopicPartition(r[1], r[2])) in wanted
         ]
 
+    def dead_letters(
+        self, topic: str, after: tuple[int, UUID], limit: int
+    ) -> list[tuple[UUID, bytes, int]]:
+        rows = self._query(
+            "SELECT id, value, published_at_ms FROM ingest_outbox WHERE topic = ?"
+            " AND published_at_ms >= ? AND (published_at_ms, id) > (?, ?)"
+            " ORDER BY published_at_ms, id LIMIT ?",
+            (topic, after[0], after[0], after[1].hex, limit),
+        )
+        return [(UUID(r[0]), bytes(r[1]), r[2]) for r in rows]
+
     def count_events(self) -> dict[str, int]:
         rows = self._query(
             f"SELECT topic, count(*) FROM {self.events_table_name} GROUP BY topic ORDER BY topic"

@@ -135,9 +135,15 @@ OUTBOX_UNPUBLISHED = Index(
     ("consumer", "source_topic", "source_partition"),
     where="published_at_ms IS NULL",
 )
+#: Dead letters by the time they were published, read by the projection runner's copy of them
+#: into the read models (``EventStore.dead_letters``).
+OUTBOX_PUBLISHED = Index(
+    "ingest_outbox_published", "ingest_outbox", ("topic", "published_at_ms"),
+    where="published_at_ms IS NOT NULL",
+)  # fmt: skip
 
 TABLES = (EVENT_IDS, STREAMS, HOLDS, OUTBOX, DLQ_REPLAYS)
-INDEXES = (OUTBOX_UNPUBLISHED,)
+INDEXES = (OUTBOX_UNPUBLISHED, OUTBOX_PUBLISHED)
 
 
 def create_statements(dialect: Dialect) -> list[str]:

@@ -304,7 +304,10 @@ def open_event_log(settings: Settings) -> tuple[EventLog, EventStore]:
 
 def runner_config(settings: Settings) -> RunnerConfig:
     p = settings.projections
-    return RunnerConfig(batch_size=p.batch_size, poll_interval_s=p.poll_interval_s)
+    return RunnerConfig(
+        batch_size=p.batch_size, poll_interval_s=p.poll_interval_s,
+        dlq_topic=settings.bus.dlq_topic,
+    )  # fmt: skip
 
 
 def settler_chain(settings: Settings, account: LocalAccount | None) -> SettlementChain:

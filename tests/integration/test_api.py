@@ -1,11 +1,17 @@
 """The read API over PostgreSQL read models filled by real ingest and the ledger projection
 (tests/support/readmodels.py), connected as the SELECT-only reader role: as-of-epoch answers,
 pagination, problem+json errors, writes refused, and schemathesis over the OpenAPI
-description."""
+description. On top of that network: messages ingest dead-letters, and epochs 0 and 1 closed
+by the settler's ``EpochClosed`` and settled from the store by the settler's own computation
+and records (posted on no chain: marked confirmed), for the claimant's view and ``/metrics``."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +22,81 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from indexer.events import make_event
+from indexer.store.log import EventLog
 from masa.app.api import create_app
 from masa.app.settings import Settings
-from masa.app.synthetic import Participants
-from masa.app.wiring import open_read_db
+from masa.app.synthetic import Participants, Scenario
+from masa.app.wiring import open_read_db, open_store
 from masa.errors import PermanentError
 from projections import queries
+from settlement.compute import settle_all
+from settlement.posting import PostingRecord, State
+from settlement.settler import Settlement, SettlementDb
+from settlement.statement import Statement
 from tests.integration.conftest import Harness
-from tests.support.readmodels import EPOCHS, Network, fill, filled_postgres, trusting
+from tests.support.readmodels import EPOCHS, Network, fill, filled_postgres, project, trusting
 
 PROBLEM = "application/problem+json"
+#: Probes ingest rejects without waiting and without a valid event of their own first.
+REJECTED = {
+    "bad_json", "bad_envelope", "unknown_type", "bad_payload", "bad_signature", "wrong_key",
+    "too_large", "clock_skew", "untrusted_indexer", "not_contributor", "wrong_role",
+    "source_taken",
+}  # fmt: skip
+SETTLED = (0, 1)
 
 
 @pytest.fixture(scope="module")
 def network(postgres_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     with filled_postgres(postgres_server, tmp_path_factory.mktemp("api"), seed=21) as net:
+        _reject_and_settle(net)
         yield net
+
+
+def _reject_and_settle(net: Network) -> None:
+    """Dead letters, then ``EpochClosed`` for epochs 0 and 1 (one at a time: they are keyed
+    apart and must be stored in order), all ingested and projected; then each closed epoch's
+    statement computed from the store and recorded as the settler records it, as posted."""
+    people = net.harness.people
+    assert people.settler is not None
+    harness = net.harness.with_ingest(trusted_settlers=[people.settler.address.lower()])
+    probes = [p for p in Scenario(people, seed=99).probes() if p.expect in REJECTED]
+    assert {p.expect for p in probes} == REJECTED
+    harness.send(probes)
+    for epoch in SETTLED:
+        store = open_store(harness.settings)
+        head = EventLog(store).head()
+        store.close()
+        body = {"epoch": epoch, "cutoff_position": head, "finalized_block": 10_000}
+        harness.send([make_event(people.settler, "EpochClosed", body)])
+        harness.ingest(idle_s=0.5)  # everything is on the bus already
+    project(harness)
+    store, db = open_store(harness.settings), open_read_db(harness.settings)
+    try:
+        records = SettlementDb(db)
+        for settled in settle_all(EventLog(store).iterate()):
+            s = settled.statement
+            posting = PostingRecord(s.epoch, s.root, s.statement_hash, s.total_cumulative)
+            text = s.canonical_bytes().decode()
+            record = Settlement(posting, settled.close_position, settled.finalized_block, text,
+                                datetime.now(UTC))  # fmt: skip
+            records.save_computed(record, s)
+            posted = replace(posting, state=State.CONFIRMED, tx_hash="0x" + "ab" * 32,
+                             block_number=10_000 + s.epoch)  # fmt: skip
+            records.save(replace(record, posting=posted))
+        assert [r.epoch for r in records.all()] == list(SETTLED)
+    finally:
+        store.close()
+        db.close()
+
+
+def _statements(network: Network) -> list[Statement]:
+    db = open_read_db(network.harness.settings)
+    try:
+        return [record.statement() for record in SettlementDb(db).all()]
+    finally:
+        db.close()
 
 
 _connect: dict[str, Any] = {}
@@ -175,6 +240,96 @@ def test_the_apis_role_cannot_write(network: Network) -> None:
         db.close()
 
 
+def test_the_claimant_view_reads_the_posted_statements(
+    client: TestClient, network: Network
+) -> None:
+    previous, latest = _statements(network)
+    assert latest.lines and {line.address for line in previous.lines} <= {
+        line.address for line in latest.lines
+    }
+    for line in latest.lines:
+        view = client.get(f"/v1/users/{line.address}/rewards").json()
+        assert (view["epoch"], view["chain_epoch"], view["root"]) == (1, 2, latest.root)
+        assert int(view["cumulative"]) == line.cumulative == int(view["claimable"])
+        assert view["proof"] == latest.proof(line.address)
+        assert latest.tree().verify((line.address, line.cumulative), view["proof"])
+        before = previous.line(line.address)
+        assert view["previous"]["root"] == previous.root
+        assert int(view["previous"]["cumulative"]) == (before.cumulative if before else 0)
+        assert view["previous"]["proof"] == (previous.proof(line.address) if before else [])
+        earned = sum(int(b["earned"]) for b in view["breakdown"])
+        assert earned == line.cumulative and {b["epoch"] for b in view["breakdown"]} <= {0, 1}
+        assert set(view["pending"]["epochs"]) <= {2, 3}
+    rows = client.get("/v1/requests?status=completed&limit=500").json()["items"]
+    for worker in {r["worker"] for r in rows}:
+        unsettled = {r["epoch"] for r in rows if r["worker"] == worker} - set(SETTLED)
+        view = client.get(f"/v1/users/{worker}/rewards").json()
+        assert view["pending"]["epochs"] == sorted(unsettled)
+        assert (int(view["pending"]["worker_fee"]) > 0) == bool(unsettled)
+    stranger = client.get("/v1/users/0x" + "ef" * 20 + "/rewards").json()
+    assert (stranger["cumulative"], stranger["proof"], stranger["breakdown"]) == ("0", [], [])
+
+
+def test_the_claimant_view_says_what_to_run_without_the_lines(
+    client: TestClient, network: Network
+) -> None:
+    """Statements recorded before the read models had their lines (revision 0004): a 503 that
+    names the command, until the settler's next pass writes them."""
+    latest = _statements(network)[-1]
+    address = latest.lines[0].address
+    before = client.get(f"/v1/users/{address}/rewards").json()
+    db = open_read_db(network.harness.settings)
+    try:
+        with db.transaction() as tx:
+            tx.execute("DELETE FROM statement_lines WHERE epoch = ?", (latest.epoch,))
+        missing = client.get(f"/v1/users/{address}/rewards")
+        assert missing.status_code == 503 and missing.headers["content-type"] == PROBLEM
+        assert "masa settle run" in missing.json()["detail"]
+        assert SettlementDb(db).fill_missing_trees() == [latest.epoch]
+        assert SettlementDb(db).fill_missing_trees() == []
+    finally:
+        db.close()
+    assert client.get(f"/v1/users/{address}/rewards").json() == before
+
+
+def _metrics(client: TestClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "text/plain; version=0.0.4"
+    )
+    families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for line in response.text.splitlines():
+        if line.startswith("# TYPE"):
+            families.setdefault(line.split()[2], {})
+        elif line and not line.startswith("#"):
+            match = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+            assert match, line
+            labels = tuple(sorted(re.findall(r'([a-z_]+)="([^"]*)"', match.group(2) or "")))
+            families[match.group(1)][labels] = float(match.group(3))
+    return families
+
+
+def test_metrics_count_what_ingest_projection_and_settler_did(
+    client: TestClient, network: Network
+) -> None:
+    m = _metrics(client)
+    letters = Counter(letter.reason for letter in network.harness.dead_letters())
+    assert set(letters) == REJECTED
+    assert m["masa_dead_letters_total"] == {(("reason", r),): float(n) for r, n in letters.items()}
+    rows = client.get("/v1/requests?limit=500").json()["items"]
+    statuses = Counter(r["status"] for r in rows)
+    assert m["masa_requests"] == {(("status", s),): float(n) for s, n in statuses.items()}
+    assert m["masa_settlement_epochs"] == {(("state", "confirmed"),): 2.0}
+    assert m["masa_settlement_latest_epoch"] == {(("state", "confirmed"),): 1.0}
+    assert sum(m["masa_ingest_events_total"].values()) == network.harness.stored_count()
+    partitions = set(m["masa_ingest_events_total"])
+    assert set(m["masa_ingest_offset"]) == set(m["masa_ingest_last_stored_timestamp_seconds"])
+    assert set(m["masa_ingest_lag_seconds"]) <= partitions == set(m["masa_ingest_offset"])
+    assert m["masa_ingest_lag_seconds"] and min(m["masa_ingest_lag_seconds"].values()) >= 0
+    assert m["masa_projection_lag_events"] == {(("projection", "ledger"),): 0.0}
+    assert m["masa_nodes"] == {(("status", "staked"),): float(network.nodes)}
+
+
 schema = schemathesis.openapi.from_asgi("/openapi.json", API).exclude(path="/v1/stream")
 
 
@@ -220,8 +375,15 @@ def test_the_aggregates_on_sqlite(tmp_path: Path) -> None:
         bus={"backend": "embedded", "partitions": 3},
     )
     network = fill(trusting(Harness(config, people)), seed=5)
+    probes = [p for p in Scenario(people, seed=55).probes() if p.expect in REJECTED]
+    network.harness.send(probes[:4])
+    network.harness.ingest(idle_s=0.5)
+    project(network.harness)  # the dead letters, from the SQLite store's outbox
     api = create_app(lambda: open_read_db(network.harness.settings, reader=True))
     with TestClient(api) as c:
+        letters = Counter(p.expect for p in probes[:4])
+        dead = _metrics(c)["masa_dead_letters_total"]
+        assert dead == {(("reason", r),): float(n) for r, n in letters.items()}
         overview = c.get("/v1/overview").json()
         rows = c.get("/v1/requests?limit=500").json()["items"]
         assert overview["nodes"]["total"] == network.nodes

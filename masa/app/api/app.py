@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from masa.app.api.dashboard import mount_dashboard
 from masa.errors import MasaError
@@ -25,6 +26,7 @@ from projections import queries
 from projections.db import ReadDb
 from projections.tables import (
     CONTRIBUTOR_ATTRIBUTION,
+    DEAD_LETTERS,
     EPOCH_FEES,
     EPOCHS,
     NODE_UPTIME,
@@ -90,10 +92,19 @@ class PageOut(BaseModel):
 
 def _page(table: Table, page: queries.Page) -> Response:
     """The page as JSON, written by orjson directly: FastAPI's own validation and encoding of
-    a response model walks every value in Python, most of a 100-row page's time."""
-    items = [json_row(table, r) for r in page.items]
+    a response model walks every value in Python, most of a 100-row page's time. Wei become
+    decimal strings; times (UTC from both dialects) RFC 3339 with ``Z``, as ``json_row``."""
+    wei = [c for c, kind in table.columns.items() if kind == "wei"]
+    items = [_wei_as_text(row, wei) for row in page.items]
     body = {"items": items, "next_cursor": page.next_cursor, "total": page.total}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
+def _wei_as_text(row: Row, wei: list[str]) -> Row:
+    for column in wei:
+        if row[column] is not None:
+            row[column] = str(row[column])
+    return row
 
 
 def create_app(
@@ -134,16 +145,7 @@ def _problem(
 
 
 def _errors(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def refuse_nul(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        # No text column can hold NUL (PostgreSQL refuses it outright), so no parameter can
-        # match one: say so as a 422 here rather than let the database fail it as a 503.
-        params = request.query_params.multi_items()
-        if "\x00" in request.url.path or any("\x00" in k + v for k, v in params):
-            detail = "a parameter contains a NUL (0x00) byte"
-            return _problem(422, "Invalid request", detail, request)
-        response: Response = await call_next(request)
-        return response
+    app.add_middleware(RefuseNul)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -164,6 +166,30 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(MasaError)
     async def unavailable(request: Request, exc: MasaError) -> JSONResponse:
         return _problem(503, "Read models unavailable", str(exc), request)
+
+
+class RefuseNul:
+    """No text column can hold NUL (PostgreSQL refuses it outright), so no parameter can match
+    one: a request with a NUL in its path or query is a 422 here rather than the database's
+    503. Plain ASGI: Starlette's ``BaseHTTPMiddleware`` costs a task group and a stream per
+    request, a good part of a small request's time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_nul(scope):
+            request = Request(scope)
+            detail = "a parameter contains a NUL (0x00) byte"
+            await _problem(422, "Invalid request", detail, request)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_nul(scope: Scope) -> bool:
+    # the path comes percent-decoded; the query string raw (a NUL in it is "%00")
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
 
 
 def _title(status: int) -> str:
@@ -195,32 +221,75 @@ def _lagging(row: Row, max_lag_s: float) -> str | None:
 
 
 def _metrics(db: ReadDb) -> str:
-    lines: list[str] = []
-
-    def gauge(name: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} gauge"])
-        for labels, value in samples:
-            tags = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-            lines.append(f"{name}{{{tags}}} {value}" if tags else f"{name} {value}")
-
+    out = _Metrics()
     positions = queries.projection_status(db)
-    gauge("masa_projection_lag_events", "events stored but not yet projected",
-          [({"projection": r["name"]}, r["lag_events"]) for r in positions])  # fmt: skip
-    gauge("masa_projection_lag_seconds", "ingestion-to-projection delay of the last batch",
-          [({"projection": r["name"]}, r["lag_seconds"]) for r in positions])  # fmt: skip
-    gauge("masa_projection_position", "last store position applied",
-          [({"projection": r["name"]}, r["position"]) for r in positions])  # fmt: skip
-    gauge(
-        "masa_requests",
-        "requests by status",
-        [({"status": s}, n) for s, n in queries.counts_by(db, REQUESTS, "status").items()],
-    )
-    gauge(
-        "masa_nodes",
-        "nodes by status",
-        [({"status": s}, n) for s, n in queries.counts_by(db, NODES, "status").items()],
-    )
-    return "\n".join(lines) + "\n"
+    out.gauge("masa_projection_lag_events", "events stored but not yet projected",
+              [({"projection": r["name"]}, r["lag_events"]) for r in positions])  # fmt: skip
+    out.gauge("masa_projection_lag_seconds", "ingestion-to-projection delay of the last batch",
+              [({"projection": r["name"]}, r["lag_seconds"]) for r in positions])  # fmt: skip
+    out.gauge("masa_projection_position", "last store position applied",
+              [({"projection": r["name"]}, r["position"]) for r in positions])  # fmt: skip
+    _ingest_metrics(out, db)
+    out.counter("masa_dead_letters_total", "messages ingest rejected to the dead-letter topic",
+                _counts(db, DEAD_LETTERS, "reason"))  # fmt: skip
+    out.gauge("masa_requests", "requests by status (outcome)", _counts(db, REQUESTS, "status"))
+    out.gauge("masa_nodes", "nodes by status", _counts(db, NODES, "status"))
+    states = queries.settlement_states(db)
+    out.gauge("masa_settlement_epochs", "settled epochs by posting state",
+              [({"state": r["state"]}, r["epochs"]) for r in states])  # fmt: skip
+    out.gauge("masa_settlement_latest_epoch", "the newest epoch in each posting state",
+              [({"state": r["state"]}, r["latest"]) for r in states])  # fmt: skip
+    return out.text()
+
+
+def _ingest_metrics(out: _Metrics, db: ReadDb) -> None:
+    parts = queries.ingest_partitions(db)
+
+    def of(row: Row) -> dict[str, str]:
+        return {"topic": row["source_topic"], "partition": str(row["source_partition"])}
+
+    timed = [r for r in parts if r["ingest_delay_s"] is not None]
+    out.gauge("masa_ingest_lag_seconds",
+              "from its producer's occurred_at to its storage, of the newest event sent now",
+              [(of(r), r["ingest_delay_s"]) for r in timed])  # fmt: skip
+    out.gauge("masa_ingest_last_stored_timestamp_seconds", "when ingest stored the newest event",
+              [(of(r), r["last_ingested_at"].timestamp()) for r in parts])  # fmt: skip
+    out.gauge("masa_ingest_offset", "bus offset of the newest event stored",
+              [(of(r), r["last_offset"]) for r in parts])  # fmt: skip
+    out.counter("masa_ingest_events_total", "events stored from the partition (as projected)",
+                [(of(r), r["events"]) for r in parts])  # fmt: skip
+
+
+def _counts(db: ReadDb, table: Table, column: str) -> list[tuple[dict[str, str], float]]:
+    return [({column: value}, n) for value, n in queries.counts_by(db, table, column).items()]
+
+
+class _Metrics:
+    """Prometheus text exposition format 0.0.4."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def gauge(self, name: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        self._family(name, "gauge", help_, samples)
+
+    def counter(self, name: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        self._family(name, "counter", help_, samples)
+
+    def _family(
+        self, name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]
+    ) -> None:
+        self.lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
+        for labels, value in samples:
+            tags = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(labels.items()))
+            self.lines.append(f"{name}{{{tags}}} {value}" if tags else f"{name} {value}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _nodes(app: FastAPI, db: Callable[[], ReadDb]) -> None:
