@@ -73,8 +73,8 @@ EPOCH_S = 3
 """The demo's epochs: short, so that two of them settle in seconds."""
 GRACE_S = 1
 LEAD_S = 2
-"""Epoch 0 starts this long after the parameters are sent: time to store them and start the
-worker, whose heartbeats then cover the whole epoch."""
+"""Epoch 0 starts this long after the parameters are sent: time to store them before any of
+the epoch's heartbeats."""
 NO_VLLM = "skipped: vLLM is not installed (scripts/provision-vllm installs it)"
 
 
@@ -237,12 +237,21 @@ class Demo:
     def open_epochs(
         self, net: Network, chain: DemoChain, deployment: Deployment, site: str, llm: Any | None
     ) -> Epochs:
-        """Publish the parameters and the sources, start the live worker, wait for epoch 0."""
+        """Register the sources, start the live worker, then publish the parameters: epoch 0
+        starts in a moment, once they are stored (its heartbeats then all count)."""
+        self.send([*_live_sources(site, self.people), *self.scenario.sources()])
+        net.wait_ingested()
+        self.start_worker(net, chain, deployment, llm)
         assert self.people.governor is not None
         epochs = Epochs(math.ceil(max(time.time(), chain.head_time())) + LEAD_S)
-        self.send([_parameters(self.people.governor, self.treasury, epochs),
-                   *_live_sources(site, self.people), *self.scenario.sources()])  # fmt: skip
+        self.send([_parameters(self.people.governor, self.treasury, epochs)])
         net.wait_ingested()
+        self._wait_until(epochs.genesis, "epoch 0 starts", net)
+        return epochs
+
+    def start_worker(
+        self, net: Network, chain: DemoChain, deployment: Deployment, llm: Any | None
+    ) -> None:
         checked = threading.Event()
         check = chain_stake_check(MasaClient(chain.w3, deployment))
 
@@ -254,8 +263,6 @@ class Demo:
         net.start_worker(worker)
         while not checked.wait(0.1):  # py-evm is not thread-safe: nothing else reads it now
             net.check()
-        self._wait_until(epochs.genesis, "epoch 0 starts", net)
-        return epochs
 
     def oracle_app(self, site: str, skip_llm: str | None) -> NewsSummary:
         client = OracleClient(

@@ -67,7 +67,7 @@ def print_money(console: Console, money: dict[str, Any] | None) -> None:
              f"{e['emission_earners']} / {e['worker_fee_earners']} / {e['data_fee_earners']}"]
             for e in money["epochs"]]  # fmt: skip
     columns = ["epoch", "state", "root", "postRoot tx", "block", "cumulative MASA",
-               "paid emission / fees / data"]  # fmt: skip
+               "addresses paid emission / fee / data"]  # fmt: skip
     title = (f"settlement: {len(rows)} epochs of {money['epoch_length_s']} s posted by the "
              "settler (ledger epoch e is chain epoch e + 1)")  # fmt: skip
     console.print(table(title, columns, rows))

@@ -18,6 +18,7 @@ from rich.console import Console
 from masa.app.demo_chain import DemoChain
 from masa.app.demo_print import print_money, print_news
 from masa.app.demo_site import SECTIONS
+from settlement.formula import KINDS
 from workers.scraping import DataItem, items_digest
 
 MASA = str(Path(sys.executable).parent / "masa")
@@ -107,7 +108,7 @@ def claims_paid_the_statements_to_the_wei(payees: list[dict[str, Any]], epochs: 
         for line, explained in zip(lines, payee["explain"], strict=True):
             by_kind = {k: int(v["wei"]) for k, v in explained["by_kind"].items()}
             assert sum(by_kind.values()) == int(explained["earned"]) == int(line["earned"])
-            assert all(by_kind.get(k, 0) == int(line[k]) for k in ("emission", "data_fee"))
+            assert all(by_kind.get(k, 0) == int(line[k]) for k in KINDS)
     worker, contributor = (p["statement_lines"] for p in payees)
     assert all(int(line["emission"]) > 0 for line in worker)
     assert int(contributor[-1]["cumulative"]) == sum(int(line["data_fee"]) for line in contributor)
