@@ -190,6 +190,24 @@ class Scenario:
         for worker in self.people.workers:
             yield from self.heartbeats(worker, heartbeats_per_worker)
 
+    def epoch(
+        self, start: datetime, seconds: int, requests: int, first_seq: int
+    ) -> list[SignedMessage]:
+        """What the network did in the ``seconds`` from ``start`` (an epoch, say): every worker
+        heartbeats once a second (seqs from ``first_seq``), and ``requests`` requests (one in
+        ten failing, at random) are spread over the seconds. Moves this scenario's clock."""
+        if seconds < 1:
+            raise ValueError("an epoch lasts at least a second")
+        out: list[SignedMessage] = []
+        for second in range(seconds):
+            self.start, self._clock = start + timedelta(seconds=second), 0
+            for worker in self.people.workers:
+                out += self.heartbeats(worker, 1, first_seq + second)
+            share = requests // seconds + (second < requests % seconds)
+            for _ in range(share):
+                out += self.request(fail=self._rng.randrange(10) == 9)
+        return out
+
     # --- invalid messages -------------------------------------------------------------------
 
     def probes(self) -> list[Probe]:

@@ -18,6 +18,7 @@ from masa.app.cli.common import (
     table,
 )
 from masa.app.demo import DemoReport, demo_settings, run_demo, tiny_llm
+from masa.app.demo_print import print_money, print_news
 
 app = typer.Typer()
 
@@ -34,7 +35,7 @@ app = typer.Typer()
 def demo(
     ctx: typer.Context,
     requests: int = typer.Option(
-        100, "--requests", min=1, max=100_000, help="Synthetic requests to add."
+        100, "--requests", min=1, max=100_000, help="Synthetic requests over the epochs."
     ),
     seed: int = typer.Option(
         7, "--seed", help="Seed of the synthetic network (same seed, same run)."
@@ -51,11 +52,13 @@ def demo(
     """Run the ledger end to end with no services: SQLite store, embedded log, in-process EVM.
 
     Deploys the contracts on an in-process EVM, stakes workers and oracles, indexes the chain
-    into signed events, has a worker serve data jobs from a local website with scrapy (and LLM
-    jobs on a tiny model when vLLM is installed: scripts/provision-vllm), then adds a few
-    hundred signed events of every type, malformed ones among them. Prints what was stored,
-    what was rejected by reason, and who earned attribution. Data goes to <home>/demo, wiped
-    at the start of each run.
+    into signed events, runs two short epochs (or a few more) in which an oracle app asks for a
+    news summary of a local website (a scrapy data request, then an LLM request over its items
+    on a tiny model when vLLM is installed: scripts/provision-vllm) and a synthetic network
+    works, settles the epochs (roots posted), claims for a worker and a contributor, explains
+    and verifies their statements, then sends malformed messages among valid ones. Prints all
+    of it, what was stored, what was rejected by reason, and the read models. Data goes to
+    <home>/demo, wiped at the start of each run.
     """
     base = settings(ctx)
     if ctx.find_root().obj is None or ctx.find_root().obj.log_level is None:
@@ -78,7 +81,10 @@ def demo(
 
         engine = tiny_llm(config.home) if llm else None
         with engine if engine is not None else _no_llm() as loaded:
-            report = run_demo(config, requests=requests, seed=seed, progress=progress, llm=loaded)
+            report = run_demo(
+                config, requests=requests, seed=seed, progress=progress, llm=loaded,
+                **({} if llm else {"skip_llm": "skipped: --no-llm"}),
+            )  # fmt: skip
     if as_json:
         print_json(report.to_json())
     else:
@@ -123,13 +129,8 @@ def _print(report: DemoReport) -> None:
     )
     live = [[k, v] for k, v in data["live_requests"].items()] + [["llm jobs", data["llm"]]]
     out_console.print(table("live requests served by the worker", ["outcome", "count"], live))
-    out_console.print(
-        table(
-            "attribution (DataUsed units)",
-            ["contributor", "units"],
-            list(map(list, data["attribution_units"].items())),
-        )
-    )
+    print_news(out_console, data["news_summary"])
+    print_money(out_console, data["settlement"])
     stored = [[name, count] for name, count in data["stored_by_type"].items()]
     out_console.print(table(f"stored: {data['stored']} events", ["type", "count"], stored))
     rejected = [[reason, count] for reason, count in data["rejected_by_reason"].items()]

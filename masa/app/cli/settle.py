@@ -14,7 +14,6 @@ from masa.app.cli.chain import KeyFile, PasswordEnv, _address, _client, tokens
 from masa.app.cli.common import JsonOption, StopFlag, err_console, out_console, print_json, settings
 from masa.app.cli.common import table as make_table
 from masa.app.keys import load_keystore, password_from
-from masa.errors import ConfigurationError, PermanentError
 
 settle_app = settle_verify.app  # one `masa settle` group: running and verifying
 rewards_app = typer.Typer(help="Fund emissions; grant the poster role.", no_args_is_help=True)
@@ -171,6 +170,7 @@ def claim(
       masa claim --key-file worker.json
       masa claim 0xCONTRIBUTOR... --key-file anyone.json --json
     """
+    from masa.app.claims import claim as claim_rewards
     from masa.app.wiring import open_read_db
     from settlement.settler import SettlementDb
 
@@ -181,25 +181,13 @@ def claim(
         settlements = db.all()
     finally:
         db.db.close()
-    state = client.distributor_state()
-    roots = {state.root.lower(), state.previous_root.lower()}
-    posted = [s for s in settlements if s.posting.root.lower() in roots
-              and s.posting.chain_epoch <= state.current_epoch]  # fmt: skip
-    if not posted:
-        raise PermanentError("no settlement here matches the distributor's roots")
-    latest = max(posted, key=lambda s: s.epoch)
-    statement = latest.statement()
-    line = statement.line(account)
-    if line is None:
-        raise ConfigurationError(f"{account} has no entitlement in epoch {latest.epoch}")
-    paid = client.claim(account, line.cumulative, statement.proof(account))
-    data = {"account": account, "epoch": latest.epoch, "cumulative": str(line.cumulative),
-            "paid": str(paid), "claimed": str(client.claimed(account))}  # fmt: skip
+    done = claim_rewards(client, settlements, account)
     if as_json:
-        print_json(data)
+        print_json(done.to_json())
     else:
         err_console.print(
-            f"paid {paid} wei to {account} (cumulative {line.cumulative} of epoch {latest.epoch})"
+            f"paid {done.paid} wei to {account} "
+            f"(cumulative {done.cumulative} of epoch {done.epoch})"
         )
 
 
