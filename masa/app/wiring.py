@@ -71,6 +71,7 @@ def _connect_bus(settings: Settings) -> Bus:
             client_id=settings.bus.client_id,
             replication_factor=settings.bus.replication_factor,
             session_timeout_s=settings.bus.session_timeout_s,
+            connect_timeout_s=settings.bus.connect_timeout_s,
         )
     from indexer.bus.embedded import EmbeddedBus
 
