@@ -217,6 +217,7 @@ def indexer_config(settings: Settings, deployment: Deployment) -> IndexerConfig:
         follow=follow,
         start_block=chain.start_block or deployment.start_block,
         poll_interval_s=chain.poll_interval_s,
+        retry_budget_s=settings.retry_budget_s,
     )
 
 
