@@ -25,8 +25,12 @@ from eth_account import Account
 from indexer.events import make_event
 from masa.app.settings import Settings
 from masa.app.wiring import open_bus
+from tests.support.guide import Seen, assert_matches_row, failure_rows
+from tests.support.outages import Finished, StoppablePostgres, processes, wait_for
+from tests.support.services import ServiceUnavailable
 
 MASA = str(Path(sys.executable).parent / "masa")
+__all__ = ["processes"]  # the fixture, imported
 ACCOUNT = Account.from_key(b"\x09" * 32)
 
 
@@ -238,3 +242,149 @@ def test_a_read_only_home_folder_is_one_line(unprivileged):
     assert done.returncode in (1, 2, 75), done.stderr
     assert_one_error_line(done, done.returncode)
     assert stat.S_IMODE(locked.stat().st_mode) == 0o555
+
+
+# --- services lost under running commands, as the guide's failure-mode table says -----------
+
+PG_ROW = (
+    "PostgreSQL stopped, restarted or made read-only under a running `masa ingest` or"
+    " `masa project run`"
+)
+KAFKA_ROW = "Kafka stopped under a running `masa ingest` or `masa worker run`"
+SEND_ROW = "Kafka lost under `masa events send`"
+#: the rows of docs/operator-guide.md's failure-mode table these tests provoke and compare
+ROWS = {PG_ROW, KAFKA_ROW, SEND_ROW}
+
+
+def signed_registrations(count: int, first: int = 0) -> list[tuple[bytes, bytes]]:
+    messages = []
+    for n in range(first, first + count):
+        payload = {"source": f"https://s{n}.example/", "contributor": ACCOUNT.address.lower()}
+        message = make_event(ACCOUNT, "DataSourceRegistered", payload)
+        messages.append((message.key.encode(), message.value))
+    return messages
+
+
+def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = open_bus(settings).producer()
+    for key, value in messages:
+        producer.send(settings.bus.events_topic, key, value)
+    producer.close()
+
+
+def registrations_stored(settings: Settings) -> int:
+    from masa.app.wiring import open_store
+
+    store = open_store(settings)
+    try:
+        return store.count_events().get("DataSourceRegistered.v1", 0)
+    finally:
+        store.close()
+
+
+def env_of(settings: Settings, **extra: str) -> dict[str, str]:
+    """``settings`` as the MASA_ variables of a ``masa`` process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASA_")}
+    env |= {"MASA_HOME": str(settings.home), "MASA_RETRY_BUDGET_S": f"{settings.retry_budget_s:g}"}
+    for section in ("store", "bus"):
+        for name, value in getattr(settings, section).model_dump(mode="json").items():
+            if value is not None:
+                env[f"MASA_{section.upper()}__{name.upper()}"] = str(value)
+    return env | extra
+
+
+def quiet(done: Finished, code: int) -> Finished:
+    """Exit ``code``; no traceback; an error line only as the last line, and only if failed."""
+    assert done.code == code, (done.args, done.code, done.err[-4000:])
+    assert "Traceback" not in done.output, done.err[-4000:]
+    errors = [line for line in done.err.splitlines() if ": error: " in line]
+    if code == 0:
+        assert errors == [], done.err[-4000:]
+    else:
+        assert errors == [done.err.strip().splitlines()[-1]], done.err[-4000:]
+        assert errors[0].startswith("masa: error: "), done.err[-4000:]
+    return done
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[StoppablePostgres]:
+    """A PostgreSQL of this test's own: the test stops it, which the session's must not be."""
+    from tests.support.fixtures import require
+
+    server = StoppablePostgres()
+    try:
+        server.start()
+    except ServiceUnavailable as error:
+        require(str(error))
+    try:
+        server.create_database("masa")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_postgres_stopped_and_read_only_under_ingest_and_project_run(
+    tmp_path, private_postgres, processes
+):
+    pg = private_postgres
+    db = pg.database("masa")
+    settings = Settings(
+        home=tmp_path,
+        retry_budget_s=10,
+        store={"backend": "postgres", "postgres_port": db.port, "postgres_dbname": "masa",
+               "postgres_user": db.user, "postgres_password": db.password,
+               "connect_timeout_s": 2},
+    )  # fmt: skip
+    env = env_of(settings)
+    assert run(["db", "migrate"], tmp_path, **env).returncode == 0
+    ingest = processes.start([MASA, "ingest"], env, tmp_path)
+    project = processes.start([MASA, "project", "run"], env, tmp_path)
+    produce(settings, signed_registrations(20))
+    wait_for(lambda: registrations_stored(settings) == 20, "20 stored")
+    wait_for(lambda: projected(settings) == (20, 20), "20 projected")
+
+    # stopped and started again within the budget: both go on, nothing lost or stored twice
+    pg.halt()
+    produce(settings, signed_registrations(20, first=20))
+    wait_for(lambda: "retrying in" in ingest.stderr(), "ingest's retrying warning", 30)
+    pg.resume()
+    wait_for(lambda: registrations_stored(settings) == 40, "40 stored after the restart")
+    wait_for(lambda: projected(settings) == (40, 40), "40 projected after the restart")
+    assert ingest.running and project.running
+
+    # read-only: ingest retries; stopped meanwhile, or failing for the budget, it exits 75 with
+    # one line; so does project run; never 0 while writes fail
+    pg.read_only(True)
+    produce(settings, signed_registrations(10, first=40))
+    wait_for(lambda: "read-only transaction; retrying in" in ingest.stderr(), "a read-only retry")
+    stopped_failing = quiet(ingest.stop(signal.SIGTERM), 75)
+    idle = run(["ingest", "--until-idle", "2"], tmp_path, **env)
+    gave_up = quiet(Finished(idle.args, idle.returncode, idle.stdout, idle.stderr), 75)
+    projections = quiet(project.wait(90), 75)
+    assert "ingest stopped while writes were failing" in stopped_failing.err.splitlines()[-1]
+    assert "40 stored before; nothing is lost" in stopped_failing.err.splitlines()[-1]
+    assert "read-only transaction" in gave_up.err.splitlines()[-1]
+    assert "projections gave up" in projections.err.splitlines()[-1]
+
+    pg.read_only(False)
+    rest = run(["ingest", "--until-idle", "2", "--json"], tmp_path, **env)
+    assert rest.returncode == 0 and json.loads(rest.stdout)["stored"] == 10, rest.stderr
+    assert registrations_stored(settings) == 50
+    row = failure_rows()[PG_ROW]
+    runs = [stopped_failing, gave_up, projections]
+    assert_matches_row(row, Seen([r.output for r in runs], {r.code for r in runs}))
+
+
+def projected(settings: Settings) -> tuple[int, int]:
+    """(position, store head) of the ledger projection."""
+    from masa.app.wiring import open_event_log, open_read_db
+    from projections.queries import projection_status
+
+    log, store = open_event_log(settings)
+    db = open_read_db(settings)
+    try:
+        rows = projection_status(db, log.head())
+    finally:
+        db.close()
+        store.close()
+    return (rows[0]["position"], rows[0]["head"]) if rows else (-1, -1)
