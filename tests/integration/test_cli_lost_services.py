@@ -47,6 +47,11 @@ def run(
     )
 
 
+def finished(args: list[str], home: Path, **env: str) -> Finished:
+    done = run(args, home, **env)
+    return Finished(list(done.args), done.returncode, done.stdout, done.stderr)
+
+
 def assert_one_error_line(done: subprocess.CompletedProcess[str], code: int) -> str:
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
     assert done.returncode == code, (done.returncode, done.stderr)
@@ -358,8 +363,7 @@ def test_postgres_stopped_and_read_only_under_ingest_and_project_run(
     produce(settings, signed_registrations(10, first=40))
     wait_for(lambda: "read-only transaction; retrying in" in ingest.stderr(), "a read-only retry")
     stopped_failing = quiet(ingest.stop(signal.SIGTERM), 75)
-    idle = run(["ingest", "--until-idle", "2"], tmp_path, **env)
-    gave_up = quiet(Finished(idle.args, idle.returncode, idle.stdout, idle.stderr), 75)
+    gave_up = quiet(finished(["ingest", "--until-idle", "2"], tmp_path, **env), 75)
     projections = quiet(project.wait(90), 75)
     assert "ingest stopped while writes were failing" in stopped_failing.err.splitlines()[-1]
     assert "40 stored before; nothing is lost" in stopped_failing.err.splitlines()[-1]
@@ -388,3 +392,108 @@ def projected(settings: Settings) -> tuple[int, int]:
         db.close()
         store.close()
     return (rows[0]["position"], rows[0]["head"]) if rows else (-1, -1)
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds an established TCP connection to 127.0.0.1:``port``."""
+    try:
+        inodes = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
+        table = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for line in table:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+            return True
+    return False
+
+
+def heartbeats_after(settings: Settings, since_ms: int) -> int:
+    """Heartbeats on the events topic that were produced after ``since_ms``."""
+    bus = open_bus(settings, create_topics=False)
+    count = 0
+    for record in bus.read_all(settings.bus.events_topic):
+        if b'"Heartbeat"' in record.value and record.timestamp_ms >= since_ms:
+            count += 1
+    return count
+
+
+@pytest.fixture
+def staked_worker(fresh_anvil, tmp_path) -> Path:
+    """A home with contracts on ``fresh_anvil`` and a worker key staked there."""
+    from web3 import Web3
+
+    from contracts.client import MasaClient, Role
+    from contracts.deploy import WEI_PER_TOKEN, DeployParams, deploy_all
+
+    w3 = Web3(Web3.HTTPProvider(fresh_anvil.rpc_url))
+    admin, worker = fresh_anvil.accounts[0], fresh_anvil.accounts[1]
+    deployment = deploy_all(w3, admin, DeployParams())
+    deployment.save(tmp_path / "deployment.json")
+    MasaClient(w3, deployment, admin).mint(worker.address, 1000 * WEI_PER_TOKEN)
+    MasaClient(w3, deployment, worker).stake(Role.WORKER, 1000 * WEI_PER_TOKEN)
+    keystore = Account.encrypt(worker.key, "pw", iterations=2**4)
+    (tmp_path / "worker.json").write_text(json.dumps(keystore))
+    return tmp_path
+
+
+def test_kafka_stopped_under_ingest_events_send_and_worker(
+    tmp_path, fresh_kafka_broker, fresh_anvil, staked_worker, processes
+):
+    kafka = fresh_kafka_broker
+    settings = Settings(
+        home=tmp_path,
+        retry_budget_s=60,
+        bus={"backend": "kafka", "bootstrap_servers": kafka.bootstrap_servers, "partitions": 3},
+    )
+    env = env_of(
+        settings,
+        MASA_KEY_PASSWORD="pw",
+        MASA_CHAIN__RPC_URL=fresh_anvil.rpc_url,
+        MASA_WORKER__KEYSTORE="worker.json",
+        MASA_WORKER__HEARTBEAT_INTERVAL_S="1",
+    )
+    ingest = processes.start([MASA, "ingest"], env, tmp_path)
+    worker = processes.start([MASA, "worker", "run"], env, tmp_path)
+    produce(settings, signed_registrations(20))
+    wait_for(lambda: registrations_stored(settings) == 20, "20 stored")
+    wait_for(lambda: "serving data" in worker.stderr(), "the worker to serve")
+    lines = b"".join(value + b"\n" for _, value in signed_registrations(300, first=20))
+    (tmp_path / "more.jsonl").write_bytes(lines)
+
+    # the broker killed while events send talks to it, and while ingest and the worker run
+    send = processes.start([MASA, "events", "send", "more.jsonl"], env, tmp_path)
+    wait_for(
+        lambda: connected_to(send.proc.pid, kafka.port), "events send to reach Kafka", 60, 0.02
+    )
+    kafka.kill()
+    time.sleep(3)
+    kafka.restart()
+    back = int(time.time() * 1000)
+    sent = send.wait(120)
+    if sent.code != 0:  # one line; the same file again, its events keep their ids
+        quiet(sent, 75)
+        sent = quiet(finished(["events", "send", "more.jsonl"], tmp_path, **env), 0)
+    assert "sent 300 events" in sent.err, sent.err
+    wait_for(lambda: registrations_stored(settings) == 320, "320 stored after the outage")
+    wait_for(lambda: heartbeats_after(settings, back) >= 2, "heartbeats after the outage")
+    assert ingest.running and worker.running
+    survivors = [quiet(worker.stop(signal.SIGTERM), 0), quiet(ingest.stop(signal.SIGTERM), 0)]
+    assert registrations_stored(settings) == 320  # nothing lost, nothing stored twice
+    for done in survivors:
+        kafka_lines = [line for line in done.err.splitlines() if " kafka." in line]
+        assert kafka_lines and len(kafka_lines) <= 12, done.err[-4000:]  # held back, 1 per 5 s
+    assert_matches_row(failure_rows()[KAFKA_ROW], Seen([d.output for d in survivors], set()))
+
+    # lost for longer than the budget: one line and 75
+    kafka.kill()
+    longer = {"MASA_RETRY_BUDGET_S": "8", "MASA_BUS__CONNECT_TIMEOUT_S": "6"}
+    gave_up = quiet(finished(["events", "send", "more.jsonl"], tmp_path, **env | longer), 75)
+    assert f"the Kafka bus at {kafka.bootstrap_servers}" in gave_up.err.splitlines()[-1]
+    seen = Seen([send.wait().output, sent.output, gave_up.output], {sent.code, gave_up.code})
+    assert_matches_row(failure_rows()[SEND_ROW], seen)
