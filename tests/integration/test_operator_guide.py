@@ -420,18 +420,43 @@ def worker_below_minimum(walk: Walk) -> None:
     env = walk.env | {"MASA_WORKER__KEYSTORE": "worker.json", "MASA_WORKER__STAKE_RECHECK_S": "1"}
     running = Process([MASA, "worker", "run"], env, walk.home)
     wait_for(lambda: "serving data" in running.stderr(), "the worker to serve")
-    admin.slash(worker_key.address, 1 * WEI, "test")
+    admin.slash(worker_key.address, 1000 * WEI, "test")  # all of it: below any minimum
     stopped = running.wait(60)
     assert_quiet(stopped, stopped.err.strip().splitlines()[-1])
     row = failure_rows()["a worker's stake falls below its minimum (slashed, unstaked)"]
     assert_matches_row(row, Seen([stopped.output], {stopped.code}))
     assert stopped.err.strip().splitlines()[-1].startswith("masa: error: ")
+    # "with no stake left its events are rejected not_staked": one signed once the slash is in
+    wait_for(lambda: walk.net.stored(walk.home).get("Slashed.v1"), "the slash indexed, stored")
+    beat = {"type": "Heartbeat", "payload": {"seq": time.time_ns() // 10**6, "capabilities": []}}
+    (walk.home / "beat.jsonl").write_text(json.dumps(beat) + "\n")
+    send = "masa events send beat.jsonl --key-file worker.json --json"
+    sent = walk.run(Step(-1, send, "", False))
+    assert isinstance(sent, Finished) and sent.code == 0, sent.output
+    (event_id,) = json.loads(sent.out)["ids"]
+    wait_for(lambda: rejected(walk, event_id) == "not_staked", "the heartbeat rejected not_staked")
+
+
+def rejected(walk: Walk, event_id: str) -> str | None:
+    """The reason the dead-letter topic gives for ``event_id``, if any."""
+    from indexer.ingest.dlq import read_dead_letters
+    from masa.app.wiring import open_bus
+
+    settings = walk.net.settings(walk.home)
+    for letter in read_dead_letters(open_bus(settings), settings.bus.dlq_topic):
+        if event_id.encode() in letter.value:
+            return letter.reason
+    return None
 
 
 # --- the failure-mode table ------------------------------------------------------------------
 
 INDEXER = Account.from_key(b"\x07" * 32)
 KEY_PASSWORD = "pw"
+UNREACHABLE = "Kafka, PostgreSQL or the RPC unreachable when a command starts"
+UNWRITABLE = "the embedded store cannot be written (a read-only file, permissions)"
+PROVIDER = 'provider errors, 429s, "too many results"'
+REORG = "a reorg deeper than `chain.finality_depth`"
 #: rows another test provokes (services lost under running commands, and the walk's worker)
 ELSEWHERE = {
     "a worker's stake falls below its minimum (slashed, unstaked)": "the walk above",
@@ -481,9 +506,9 @@ def copy_home(template: Path, home: Path) -> Path:
     return home
 
 
-def unreachable_at_start(tmp: Path, template: Path) -> Seen:
+def unreachable_database(tmp: Path) -> Seen:
     (tmp / "pg").mkdir()
-    postgres = masa(
+    done = masa(
         tmp / "pg",
         "ingest",
         "--until-idle",
@@ -493,18 +518,22 @@ def unreachable_at_start(tmp: Path, template: Path) -> Seen:
         MASA_STORE__CONNECT_TIMEOUT_S="0.5",
         MASA_RETRY_BUDGET_S="2",
     )
-    assert "the PostgreSQL store at 127.0.0.1" in one_line(postgres)
+    assert "the PostgreSQL store at 127.0.0.1" in one_line(done)
+    return Seen([done.output], {done.code})
+
+
+def silent_rpc(tmp: Path, template: Path) -> Seen:
     with silent_server() as port:
-        rpc = masa(
+        done = masa(
             copy_home(template, tmp / "rpc"),
             "index",
             "--until-head",
             MASA_CHAIN__RPC_URL=f"http://127.0.0.1:{port}",
-            MASA_CHAIN__REQUEST_TIMEOUT_S="6",
+            MASA_CHAIN__REQUEST_TIMEOUT_S="1.5",
             MASA_RETRY_BUDGET_S="0",
         )
-    assert "the chain RPC at http://127.0.0.1" in one_line(rpc)
-    return Seen([postgres.output, rpc.output], {postgres.code, rpc.code})
+    assert "the chain RPC at http://127.0.0.1" in one_line(done)
+    return Seen([done.output], {done.code})
 
 
 @contextmanager
@@ -586,7 +615,7 @@ def unwritable_store(tmp: Path) -> Seen:
             MASA_STORE__SQLITE_PATH=str(store),
             MASA_RETRY_BUDGET_S="2",
         )
-    assert "readonly" in one_line(done), done.err
+    assert "the SQLite store at" in one_line(done), done.err
     return Seen([done.output], {done.code})
 
 
@@ -612,16 +641,13 @@ def full_disk(tmp: Path) -> Seen:
     return Seen([done.output], {done.code})
 
 
-def provider_faults_then_a_deep_reorg(
-    tmp: Path, anvil: AnvilNode, template: Path
-) -> dict[str, Seen]:
+def provider_faults(tmp: Path, anvil: AnvilNode, template: Path) -> Seen:
     from tests.support.rpc_proxy import Faults, FaultyRpc
 
-    home = copy_home(template, tmp / "chain")
-    before = anvil.rpc("evm_snapshot")
+    home = copy_home(template, tmp / "provider")
     anvil.rpc("anvil_mine", hex(6))
     settings = {
-        "MASA_CHAIN__FINALITY_DEPTH": "2",
+        "MASA_CHAIN__FINALITY_DEPTH": "2",  # a backfill of several blocks: ranges to shrink
         "MASA_CHAIN__USE_FINALIZED_TAG": "false",
         "MASA_CHAIN__POLL_INTERVAL_S": "0.2",
         "MASA_RETRY_BUDGET_S": "3",
@@ -640,21 +666,33 @@ def provider_faults_then_a_deep_reorg(
         proxy.faults = Faults(rate_limited=1.0)  # from now on, every call is refused
         lasting = following.wait(120)
     assert "index gave up after 3s of failures" in one_line(lasting)
-    anvil.rpc("evm_revert", before)
-    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-    payer, payee = anvil.accounts[1].address, anvil.accounts[2].address
-    w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_transaction({"from": payer, "to": payee, "value": 1})
-    )  # the new branch differs from the old one
-    anvil.rpc("anvil_mine", hex(8))
-    reorged = masa(home, "index", "--until-head", **settings, MASA_CHAIN__RPC_URL=anvil.rpc_url)
+    return Seen([caught_up.output, lasting.output], {caught_up.code, lasting.code})
+
+
+def deep_reorg(tmp: Path, template: Path) -> Seen:
+    """Indexed with a finality depth of 2, then the chain replaced below it."""
+    home = tmp / "reorg"
+    with AnvilNode() as anvil:
+        deployed_home(anvil, home)
+        before = anvil.rpc("evm_snapshot")
+        anvil.rpc("anvil_mine", hex(6))
+        settings = {
+            "MASA_CHAIN__RPC_URL": anvil.rpc_url,
+            "MASA_CHAIN__FINALITY_DEPTH": "2",
+            "MASA_CHAIN__USE_FINALIZED_TAG": "false",
+        }
+        indexed = masa(home, "index", "--until-head", **settings)
+        assert indexed.code == 0, indexed.output
+        anvil.rpc("evm_revert", before)
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        payer, payee = anvil.accounts[1].address, anvil.accounts[2].address
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": payer, "to": payee, "value": 1})
+        )  # the new branch differs from the old one
+        anvil.rpc("anvil_mine", hex(8))
+        reorged = masa(home, "index", "--until-head", **settings)
     one_line(reorged)
-    return {
-        'provider errors, 429s, "too many results"': Seen(
-            [caught_up.output, lasting.output], {caught_up.code, lasting.code}
-        ),
-        "a reorg deeper than `chain.finality_depth`": Seen([reorged.output], {reorged.code}),
-    }
+    return Seen([reorged.output], {reorged.code})
 
 
 def bad_settings(tmp: Path) -> Seen:
@@ -693,39 +731,47 @@ def test_every_failure_mode_is_what_the_guide_says(tmp_path, fresh_anvil):
 
     rows = failure_rows()
     here = {
-        "Kafka, PostgreSQL or the RPC unreachable when a command starts",
-        "the embedded store cannot be written (a read-only file, permissions)",
+        UNREACHABLE,
+        UNWRITABLE,
         "the disk is full",
-        'provider errors, 429s, "too many results"',
-        "a reorg deeper than `chain.finality_depth`",
+        PROVIDER,
+        REORG,
         "a bad setting or argument",
         "a damaged keystore, a wrong password",
     }
     assert rows.keys() == here | ELSEWHERE.keys() | LOST_SERVICES, "a row without a test"
     template = deployed_home(fresh_anvil, tmp_path / "template")
-    provocations: dict[str, Callable[[], Any]] = {
-        "Kafka, PostgreSQL or the RPC unreachable when a command starts": lambda: (
-            unreachable_at_start(tmp_path, template)
-        ),
-        "the embedded store cannot be written (a read-only file, permissions)": lambda: (
-            unwritable_store(tmp_path)
-        ),
-        "the disk is full": lambda: full_disk(tmp_path),
-        "chain": lambda: provider_faults_then_a_deep_reorg(tmp_path, fresh_anvil, template),
-        "a bad setting or argument": lambda: bad_settings(tmp_path),
-        "a damaged keystore, a wrong password": lambda: bad_keystores(tmp_path),
-    }
+    provocations: list[tuple[str, Callable[[], Seen]]] = [
+        (UNREACHABLE, lambda: unreachable_database(tmp_path)),
+        (UNREACHABLE, lambda: silent_rpc(tmp_path, template)),
+        (UNWRITABLE, lambda: unwritable_store(tmp_path)),
+        ("the disk is full", lambda: full_disk(tmp_path)),
+        (PROVIDER, lambda: provider_faults(tmp_path, fresh_anvil, template)),
+        (REORG, lambda: deep_reorg(tmp_path, template)),
+        ("a bad setting or argument", lambda: bad_settings(tmp_path)),
+        ("a damaged keystore, a wrong password", lambda: bad_keystores(tmp_path)),
+    ]
+
+    def timed(name: str, provoke: Callable[[], Seen]) -> Seen:
+        began = time.monotonic()
+        try:
+            return provoke()
+        finally:
+            print(f"{time.monotonic() - began:5.1f}s  {name}")  # -s: where the time goes
+
     with ThreadPoolExecutor(len(provocations)) as pool:
-        futures = {name: pool.submit(provoke) for name, provoke in provocations.items()}
+        futures = [(name, pool.submit(timed, name, p)) for name, p in provocations]
     seen: dict[str, Seen] = {}
     unprovoked: list[str] = []
-    for name, future in futures.items():
+    for name, future in futures:
         try:
             result = future.result()
         except Unprovoked as why:
             unprovoked.append(f"{name}: {why}")
             continue
-        seen |= result if isinstance(result, dict) else {name: result}
+        before = seen.setdefault(name, Seen([], set()))
+        before.outputs += result.outputs
+        before.codes |= result.codes
     for name in sorted(seen):
         assert_matches_row(rows[name], seen[name])
     if unprovoked:
