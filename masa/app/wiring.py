@@ -53,10 +53,10 @@ def open_bus(settings: Settings, *, create_topics: bool = True) -> Bus:
             _ensure_topics(bus, settings)
         return bus
 
-    return with_retries(_bus_name(settings), attempt, budget_s=settings.retry_budget_s)
+    return with_retries(bus_name(settings), attempt, budget_s=settings.retry_budget_s)
 
 
-def _bus_name(settings: Settings) -> str:
+def bus_name(settings: Settings) -> str:
     if settings.bus.backend == "kafka":
         return f"the Kafka bus at {settings.bus.bootstrap_servers}"
     return f"the embedded bus at {settings.embedded_bus_path}"
