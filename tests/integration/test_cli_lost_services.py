@@ -468,9 +468,9 @@ def test_kafka_stopped_under_ingest_events_send_and_worker(
 
     # the broker killed while events send talks to it, and while ingest and the worker run
     send = processes.start([MASA, "events", "send", "more.jsonl"], env, tmp_path)
-    wait_for(
-        lambda: connected_to(send.proc.pid, kafka.port), "events send to reach Kafka", 60, 0.02
-    )
+    # (an events send that ended first cannot connect any more: the outage then misses it)
+    talking = lambda: connected_to(send.proc.pid, kafka.port) or not send.running  # noqa: E731
+    wait_for(talking, "events send to reach Kafka", 60, every=0.02)
     kafka.kill()
     time.sleep(3)
     kafka.restart()
