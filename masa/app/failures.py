@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from indexer.retry import Backoff
 from masa.errors import MasaError, PermanentError, RetryableError
 
 log = logging.getLogger("masa")
@@ -170,10 +171,11 @@ class Streak:
     """How long the work of a long-running command (``masa ingest``, ``masa project run``)
     has been failing, across the restarts of that work.
 
-    ``failed(exc)`` logs ``<what>: <exc>; retrying in <s>s`` and waits (from
-    ``FIRST_DELAY_S``, doubling to ``MAX_DELAY_S``; a stop request ends the wait), or raises
-    ``exc`` once the failures have lasted ``budget_s``. ``failing()`` notes that failing began
-    (a loop below retried on its own first), ``succeeded()`` ends the streak."""
+    ``failed(exc)`` logs ``<what>: <exc>; retrying in <s>s`` and waits (the one back-off,
+    ``indexer.retry.Backoff``, from ``FIRST_DELAY_S`` doubling to ``MAX_DELAY_S``; a stop
+    request ends the wait), or raises ``exc`` once the failures have lasted ``budget_s``.
+    ``failing()`` notes that failing began (a loop below retried on its own first),
+    ``succeeded()`` ends the streak."""
 
     def __init__(
         self,
@@ -189,8 +191,7 @@ class Streak:
         self.since: float | None = None
         self._should_stop = should_stop
         self._clock = clock
-        self._sleep = sleep
-        self._delay = FIRST_DELAY_S
+        self._backoff = Backoff(first_s=FIRST_DELAY_S, max_s=MAX_DELAY_S, sleep=sleep)
 
     def failing(self, since: float | None = None) -> None:
         if self.since is None:
@@ -198,7 +199,7 @@ class Streak:
 
     def succeeded(self) -> None:
         self.since = None
-        self._delay = FIRST_DELAY_S
+        self._backoff.reset()
 
     def left_s(self) -> float:
         """What is left of the budget (all of it while nothing fails)."""
@@ -211,13 +212,9 @@ class Streak:
         left = self.left_s()
         if left <= 0:
             raise exc
-        wait = min(self._delay, left)
+        wait = min(self._backoff.next_delay(), left)
         log.warning("%s: %s; retrying in %.1fs", self.what, exc, wait)
-        while wait > 0 and not self._should_stop():
-            step = min(0.1, wait)
-            self._sleep(step)
-            wait -= step
-        self._delay = min(self._delay * 2, MAX_DELAY_S)
+        self._backoff.pause(wait, self._should_stop)
 
 
 class OneLineLogs(logging.Filter):
