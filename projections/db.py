@@ -169,8 +169,9 @@ class PostgresReadDb(ReadDb):
 
 @contextmanager
 def _mapped(where: str) -> Iterator[None]:
-    """Database errors as the error tree's: lost connections and locks are retryable, the
-    rest (permissions, a missing table, a read-only file) permanent."""
+    """Database errors as the error tree's: lost connections, locks and passing PostgreSQL
+    states (read-only, disk full) are retryable, the rest (permissions, a missing table, a
+    read-only file) permanent."""
     try:
         yield
     except sqlite3.OperationalError as exc:
@@ -188,8 +189,12 @@ def _mapped(where: str) -> Iterator[None]:
 def _map_psycopg(exc: Exception, where: str) -> None:
     import psycopg
 
+    from indexer.store.base import passing_sqlstate
+
     if isinstance(exc, psycopg.OperationalError):
         raise RetryableError(f"cannot reach {where}: {exc}".strip()) from exc
+    if passing_sqlstate(exc):  # read-only, disk full, shutting down: fixed while we wait
+        raise RetryableError(f"{where}: {exc}") from exc
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         raise PermanentError(f"{where}: permission denied: {exc}") from exc
     if isinstance(exc, psycopg.errors.UndefinedTable):

@@ -48,7 +48,9 @@ def _mapped(fenced: str | None = None) -> Iterator[None]:
     except kafka.errors.ProducerFencedError as exc:
         raise ProducerFenced(f"{fenced}: {exc}" if fenced else str(exc)) from exc
     except kafka.errors.KafkaError as exc:
-        raise RetryableError(f"kafka: {type(exc).__name__}: {exc}") from exc
+        text, kind = str(exc), type(exc).__name__
+        text = text if text.startswith(kind) else f"{kind}: {text}"
+        raise RetryableError(f"kafka: {text}") from exc
 
 
 class KafkaBus(Bus):
@@ -59,11 +61,19 @@ class KafkaBus(Bus):
         client_id: str = "masa",
         replication_factor: int = 1,
         session_timeout_s: float = 10.0,
+        connect_timeout_s: float = 10.0,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers.split(",")
         self.client_id = client_id
         self.replication_factor = replication_factor
         self.session_timeout_ms = int(session_timeout_s * 1000)
+        # One attempt to reach the brokers takes at most connect_timeout_s (the caller retries
+        # within its budget; kafka-python waits 30 s); a lost broker is tried again at least
+        # every 8 s, as every other service (kafka-python backs off up to 30 s).
+        self.timing: dict[str, Any] = {
+            "bootstrap_timeout_ms": int(connect_timeout_s * 1000),
+            "reconnect_backoff_max_ms": 8000,
+        }
         self._partitions: dict[str, int] = {}
 
     def ensure_topics(
@@ -129,7 +139,9 @@ class KafkaBus(Bus):
         with _mapped():
             return _Closing(
                 KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
+                    bootstrap_servers=self.bootstrap_servers,
+                    client_id=f"{self.client_id}-admin",
+                    **self.timing,
                 )
             )
 
@@ -149,6 +161,7 @@ class KafkaBus(Bus):
                     session_timeout_ms=self.session_timeout_ms,
                     heartbeat_interval_ms=max(1000, self.session_timeout_ms // 3),
                     **_CONSUMER_TUNING,
+                    **self.timing,
                 )
             )
 
@@ -179,6 +192,7 @@ class KafkaProducer(Producer):
                 linger_ms=5,
                 batch_size=512 * 1024,
                 max_request_size=MAX_RECORD_BYTES,
+                **bus.timing,
             )
         self._inflight: list[Any] = []  # kafka-python's FutureRecordMetadata
 
@@ -278,6 +292,7 @@ class KafkaTransactionalProducer(TransactionalProducer):
                 linger_ms=5,
                 batch_size=512 * 1024,
                 max_request_size=MAX_TRANSACTIONAL_RECORD_BYTES + 64 * 1024,
+                **bus.timing,
             )
             self._producer.init_transactions()
         self._open = False

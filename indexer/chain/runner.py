@@ -42,6 +42,8 @@ class IndexerConfig:
     marker_interval_s: float = 10.0
     retry_limit: int = 30
     """Consecutive transient failures before giving up (``RetryableError``)."""
+    retry_budget_s: float | None = None
+    """Give up, too, once steps have failed for this long in a row (None: only the limit)."""
 
 
 @dataclass
@@ -121,6 +123,7 @@ class Indexer:
         self.initial = initial_state(chain_id, contracts, config.start_block)
         self.stats = IndexerStats()
         self._backoff = Backoff(sleep=sleep)
+        self._failing_since: float | None = None
 
     def run(
         self,
@@ -163,7 +166,7 @@ class Indexer:
             self._failed(exc, should_stop)
             return state
         if step is None:
-            self._backoff.reset()
+            self._succeeded()
             if until_head:
                 return None
             self._backoff.pause(self.config.poll_interval_s, should_stop)
@@ -173,7 +176,7 @@ class Indexer:
         except RetryableError as exc:
             self._failed(exc, should_stop)
             return self._retrying(lambda: self._reopen(publisher), should_stop)
-        self._backoff.reset()
+        self._succeeded()
         self.stats.add(step, published)
         return step.state
 
@@ -215,14 +218,23 @@ class Indexer:
             except RetryableError as exc:
                 self._failed(exc, should_stop)
                 continue
-            self._backoff.reset()
+            self._succeeded()
             return result
         return None
 
+    def _succeeded(self) -> None:
+        self._backoff.reset()
+        self._failing_since = None
+
     def _failed(self, exc: RetryableError, should_stop: Callable[[], bool]) -> None:
         self.stats.faults[type(exc).__name__] += 1
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         delay = self._backoff.next_delay()
-        if self._backoff.failures > self.config.retry_limit:
+        budget = self.config.retry_budget_s
+        if self._backoff.failures > self.config.retry_limit or (
+            budget is not None and time.monotonic() - self._failing_since >= budget
+        ):
             raise exc
         log.warning("%s; retrying in %.1f s", exc, delay)
         self._backoff.pause(delay, should_stop)

@@ -65,6 +65,8 @@ def mapped_errors(where: str) -> Iterator[None]:
     - ``OperationalError``, ``InterfaceError`` (server down or restarting, connection lost,
       pool exhausted, file locked): ``RetryableError``. A SQLite error keeps SQLite's own
       verdict (``indexer.sqlite_errors``: a read-only or damaged file is permanent);
+    - a PostgreSQL error an operator fixes while the caller waits (the database made
+      read-only, the disk or memory full, the server shutting down): ``RetryableError``;
     - any other (bad SQL, bad data, a damaged database): ``PermanentError``.
     """
     try:
@@ -78,4 +80,19 @@ def mapped_errors(where: str) -> Iterator[None]:
     except PersistenceError as exc:
         if isinstance(exc.__cause__, sqlite3.Error):
             raise translate(exc.__cause__, where) from exc
+        if passing_sqlstate(exc.__cause__):
+            raise RetryableError(f"{where}: {exc}") from exc
         raise PermanentError(f"{where}: {exc}") from exc
+
+
+#: SQLSTATE prefixes of PostgreSQL failures that pass: 25006 read_only_sql_transaction (the
+#: database or server set read-only, a standby not yet promoted), class 53 insufficient
+#: resources (disk full, out of memory, too many connections), 57P0x the server shutting
+#: down or restarting.
+PASSING_SQLSTATES = ("25006", "53", "57P0")
+
+
+def passing_sqlstate(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a database driver error whose SQLSTATE names a passing state."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state.startswith(PASSING_SQLSTATES)

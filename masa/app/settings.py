@@ -94,6 +94,12 @@ class BusSettings(Section):
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="a consumer silent this long leaves its group"
     )
+    connect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="how long one attempt to reach the brokers may take (then retried)",
+    )
 
 
 class IngestSettings(Section):

@@ -53,10 +53,10 @@ def open_bus(settings: Settings, *, create_topics: bool = True) -> Bus:
             _ensure_topics(bus, settings)
         return bus
 
-    return with_retries(_bus_name(settings), attempt, budget_s=settings.retry_budget_s)
+    return with_retries(bus_name(settings), attempt, budget_s=settings.retry_budget_s)
 
 
-def _bus_name(settings: Settings) -> str:
+def bus_name(settings: Settings) -> str:
     if settings.bus.backend == "kafka":
         return f"the Kafka bus at {settings.bus.bootstrap_servers}"
     return f"the embedded bus at {settings.embedded_bus_path}"
@@ -71,6 +71,7 @@ def _connect_bus(settings: Settings) -> Bus:
             client_id=settings.bus.client_id,
             replication_factor=settings.bus.replication_factor,
             session_timeout_s=settings.bus.session_timeout_s,
+            connect_timeout_s=settings.bus.connect_timeout_s,
         )
     from indexer.bus.embedded import EmbeddedBus
 
@@ -216,6 +217,7 @@ def indexer_config(settings: Settings, deployment: Deployment) -> IndexerConfig:
         follow=follow,
         start_block=chain.start_block or deployment.start_block,
         poll_interval_s=chain.poll_interval_s,
+        retry_budget_s=settings.retry_budget_s,
     )
 
 

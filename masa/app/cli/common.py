@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from masa.app.failures import OneLineLogs
 from masa.app.settings import Settings, load_settings
 
 err_console = Console(stderr=True)
@@ -48,7 +49,8 @@ def settings(ctx: typer.Context) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
-    """Rich lines on a terminal; elsewhere (journald, files, pipes) one plain line per record."""
+    """Rich lines on a terminal; elsewhere (journald, files, pipes) one plain line per record;
+    never a traceback below DEBUG, and the Kafka client's chatter held back (OneLineLogs)."""
     handler: logging.Handler
     if err_console.is_terminal:
         handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
@@ -56,6 +58,7 @@ def _configure_logging(level: str) -> None:
     else:
         handler = logging.StreamHandler()
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.addFilter(OneLineLogs(logging.getLevelName(level)))
     logging.basicConfig(level=level, format=fmt, handlers=[handler], force=True)
     for noisy in ("kafka", "eventsourcing", "web3", "urllib3", "scrapy", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -6,6 +6,7 @@ import typer
 
 from masa.app.cli.common import JsonOption, out_console, print_json, settings
 from masa.app.wiring import open_read_db
+from masa.errors import ConfigurationError
 
 app = typer.Typer(
     help="The read models' schema: migrate, status, grant-reader.", no_args_is_help=True
@@ -73,9 +74,18 @@ def grant_reader(
     """
     from projections.schema import grant_reader as grant
 
-    db = open_read_db(settings(ctx))
+    config = settings(ctx)
+    db = open_read_db(config)
     try:
-        tables = grant(db, role)
+        if db.dialect == "postgresql":
+            with db.transaction() as tx:
+                exists = tx.fetchall("SELECT 1 FROM pg_roles WHERE rolname = ?", (role,))
+            if not exists:
+                raise ConfigurationError(
+                    f"no PostgreSQL role {role!r}: have it created first"
+                    f" (CREATE ROLE {role} LOGIN PASSWORD '...'), then rerun"
+                )
+        tables = grant(db, role, schema=config.projections.postgres_schema)
     finally:
         db.close()
     if as_json:

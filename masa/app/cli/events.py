@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,8 +31,8 @@ from masa.app.cli.common import (
 )
 from masa.app.cli.held import HELD_EPILOG, held
 from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
-from masa.app.wiring import open_bus
-from masa.errors import ConfigurationError, EventRejected
+from masa.app.wiring import bus_name, open_bus
+from masa.errors import ConfigurationError, EventRejected, MasaError, RetryableError
 
 app = typer.Typer(help="Produce signed events and watch topics.", no_args_is_help=True)
 
@@ -76,17 +77,40 @@ def send(
     messages = _check_all(lines, checker)
     bus = open_bus(config)
     producer = bus.producer()
+    delivered = False
     try:
         for message in messages:
             producer.send(config.bus.events_topic, message.key.encode(), message.value)
-        producer.flush()
+        producer.flush(timeout_s=max(1.0, config.retry_budget_s))
+        delivered = True
+    except RetryableError as exc:
+        raise RetryableError(
+            f"{bus_name(config)}: {exc}; some of the {len(messages)} events may be sent:"
+            f" {_rerun_advice(lines)}"
+        ) from exc
     finally:
-        producer.close()
+        if delivered:
+            producer.close()
+        else:
+            with contextlib.suppress(MasaError):  # the error above says it all
+                producer.close()
     ids = [str(m.event_id) for m in messages]
     if as_json:
         print_json({"sent": len(ids), "ids": ids, "topic": config.bus.events_topic})
     else:
         err_console.print(f"sent {len(ids)} events to {config.bus.events_topic}")
+
+
+def _rerun_advice(lines: list[tuple[int, bytes]]) -> str:
+    """What a rerun of the same input does: signed lines and lines with an id keep their ids
+    (ingest stores each event once); a line signed here without an id gets a new one."""
+    fresh = sum(1 for _, line in lines if not {"signature", "id"} & orjson.loads(line).keys())
+    if not fresh:
+        return "rerun the same input, its events keep their ids and ingest stores each once"
+    return (
+        f'{fresh} lines signed here have no "id" and would get new ones: give them ids'
+        " before a rerun, or ingest may store them twice"
+    )
 
 
 def _read_lines(source: Path) -> list[tuple[int, bytes]]:

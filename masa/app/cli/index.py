@@ -19,6 +19,7 @@ from masa.app.cli.common import (
 from masa.app.failures import with_retries
 from masa.app.keys import load_keystore, password_from
 from masa.app.wiring import open_bus, open_web3, run_indexer
+from masa.errors import RetryableError
 
 app = typer.Typer()
 
@@ -84,16 +85,22 @@ def index(
                 rates=rates,
             )
 
-        stats = run_indexer(
-            w3,
-            deployment,
-            bus,
-            config,
-            account,
-            until_head=until_head,
-            should_stop=lambda: stop.requested,
-            on_progress=on_progress,
-        )
+        try:
+            stats = run_indexer(
+                w3,
+                deployment,
+                bus,
+                config,
+                account,
+                until_head=until_head,
+                should_stop=lambda: stop.requested,
+                on_progress=on_progress,
+            )
+        except RetryableError as exc:
+            raise RetryableError(
+                f"index gave up after {config.retry_budget_s:g}s of failures ({exc}); the"
+                " checkpoint keeps what was published: rerun once fixed"
+            ) from exc
     summary = stats.to_json()
     if as_json:
         print_json(summary)

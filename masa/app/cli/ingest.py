@@ -18,6 +18,7 @@ from masa.app.cli.common import (
     settings,
     table,
 )
+from masa.app.failures import Streak
 from masa.app.wiring import ingest_config, open_bus, open_store
 from masa.errors import RetryableError
 
@@ -50,13 +51,21 @@ def ingest(
 
     config = settings(ctx)
     bus = open_bus(config)
-    store = open_store(config)
-    ingestor = Ingestor(bus, store, ingest_config(config))
     stop = StopFlag()
+    streak = Streak("ingest", config.retry_budget_s, lambda: stop.requested)
+    totals: Counter[str] = Counter()  # of the ingestors before the current one
+    ingestor: Ingestor | None = None
+    polls = 0
     last_activity = time.monotonic()
     started = time.monotonic()
 
     def should_stop() -> bool:
+        nonlocal polls
+        polls += 1
+        if ingestor is not None and ingestor.failing is not None:
+            streak.failing()
+        elif polls > 1:  # a step went through since this ingestor started
+            streak.succeeded()
         return stop.requested or (
             until_idle is not None and time.monotonic() - last_activity > until_idle
         )
@@ -65,7 +74,16 @@ def ingest(
         nonlocal last_activity
         last_activity = time.monotonic()
         if live is not None:
-            live.update(_status(ingestor.stats, time.monotonic() - started))
+            live.update(_status(_total(), time.monotonic() - started))
+
+    def _total() -> Counter[str]:
+        return totals + (ingestor.stats if ingestor is not None else Counter())
+
+    def gave_up(exc: RetryableError, how: str) -> RetryableError:
+        return RetryableError(
+            f"ingest {how} ({exc}); {_total()['stored']} stored before;"
+            " nothing is lost, rerun once fixed"
+        )
 
     live = (
         Live(console=err_console, transient=True)
@@ -75,26 +93,47 @@ def ingest(
     try:
         if live is not None:
             live.start()
-        ingestor.run(should_stop, on_batch)
-    except RetryableError as exc:
-        raise RetryableError(
-            f"ingest gave up after {config.retry_budget_s:g}s of failures ({exc});"
-            f" {ingestor.stats['stored']} stored before; nothing is lost, rerun once fixed"
-        ) from exc
+        while True:
+            # A failure the ingestor's own loop did not absorb ends it; a new one (a new group
+            # member, re-reading every partition from the offsets stored with the events)
+            # takes over until the failures have lasted the retry budget.
+            store = None
+            try:
+                opening = time.monotonic()
+                try:  # retried on its own, for what is left of the budget
+                    store = open_store(
+                        config.model_copy(update={"retry_budget_s": streak.left_s()})
+                    )
+                except RetryableError:
+                    streak.failing(since=opening)
+                    raise
+                if ingestor is not None:
+                    totals += ingestor.stats
+                ingestor, polls = Ingestor(bus, store, ingest_config(config)), 0
+                ingestor.run(should_stop, on_batch)
+                break
+            except RetryableError as exc:
+                try:
+                    streak.failed(exc)
+                except RetryableError:
+                    how = f"gave up after {config.retry_budget_s:g}s of failures"
+                    raise gave_up(exc, how) from exc
+                if stop.requested:
+                    raise gave_up(exc, "stopped while writes were failing") from exc
+            finally:
+                if store is not None:
+                    store.close()
     finally:
         if live is not None:
             live.stop()
-        store.close()
+    assert ingestor is not None
     if ingestor.failing is not None:
-        raise RetryableError(
-            f"ingest stopped while writes were failing ({ingestor.failing});"
-            f" {ingestor.stats['stored']} stored before; nothing is lost, rerun once fixed"
-        )
-    summary = dict(sorted(ingestor.stats.items()))
+        raise gave_up(ingestor.failing, "stopped while writes were failing")
+    summary = dict(sorted(_total().items()))
     if as_json:
         print_json(summary)
     else:
-        out_console.print(_status(ingestor.stats, time.monotonic() - started))
+        out_console.print(_status(_total(), time.monotonic() - started))
 
 
 def _status(stats: Counter[str], elapsed: float):  # type: ignore[no-untyped-def]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from masa.app.cli.common import JsonOption, StopFlag, err_console, out_console, print_json, settings
+from masa.app.failures import Streak
 from masa.app.wiring import open_event_log, open_read_db, runner_config
+from masa.errors import MasaError, RetryableError
+
+if TYPE_CHECKING:
+    from projections.runner import RunnerStats
 
 app = typer.Typer(help="Read models: run, rebuild, status.", no_args_is_help=True)
 
@@ -30,39 +37,64 @@ def run(
       masa project run
       masa project run --until-idle 2 --json
     """
-    from projections.runner import ProjectionRunner
+    from projections.runner import ProjectionRunner, RunnerStats
     from projections.schema import require_current
 
     config = settings(ctx)
     log, store = open_event_log(config)
-    db = open_read_db(config)
-    try:
-        require_current(db.url)
-        runner = ProjectionRunner(log, db, runner_config(config))
-        stop = StopFlag()
+    stop = StopFlag()
+    streak = Streak("projections", config.retry_budget_s, lambda: stop.requested)
+    stats = RunnerStats()  # of the runners before the current one
+    runner: ProjectionRunner | None = None
+    polls = 0
+    last = time.monotonic()
+
+    def should_stop() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls > 1:  # the runner raises a failure; asked again, its step went through
+            streak.succeeded()
+        return stop.requested or (until_idle is not None and time.monotonic() - last > until_idle)
+
+    def on_batch(_: object) -> None:
+        nonlocal last
         last = time.monotonic()
 
-        def should_stop() -> bool:
-            return stop.requested or (
-                until_idle is not None and time.monotonic() - last > until_idle
-            )
-
-        def on_batch(stats: object) -> None:
-            nonlocal last
-            last = time.monotonic()
-
-        stats = runner.run(should_stop, on_batch)
+    try:
+        while True:
+            # a failed runner's connection may be gone with the server: a new runner on a new
+            # connection continues from the position stored with the rows
+            db = None
+            try:
+                db = open_read_db(config)
+                require_current(db.url)
+                if runner is not None:
+                    _add(stats, runner.stats)
+                runner, polls = ProjectionRunner(log, db, runner_config(config)), 0
+                runner.run(should_stop, on_batch)
+                _add(stats, runner.stats)
+                break
+            except RetryableError as exc:
+                try:
+                    streak.failed(exc)
+                except RetryableError:
+                    how = f"gave up after {config.retry_budget_s:g}s of failures"
+                    raise _gave_up(exc, how) from exc
+                if stop.requested:
+                    raise _gave_up(exc, "stopped while writes were failing") from exc
+            finally:
+                if db is not None:
+                    with contextlib.suppress(MasaError):
+                        db.close()
     finally:
-        db.close()
         store.close()
-    report = {"applied": stats.applied, "batches": stats.batches, "position": runner.position,
+    position = runner.position if runner is not None else 0
+    report = {"applied": stats.applied, "batches": stats.batches, "position": position,
               "conflicts": stats.conflicts}  # fmt: skip
     if as_json:
         print_json(report)
     else:
-        out_console.print(
-            f"projections: {stats.applied} events applied, position {runner.position}"
-        )
+        out_console.print(f"projections: {stats.applied} events applied, position {position}")
 
 
 @app.command("rebuild")
@@ -137,3 +169,16 @@ def status(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             f"{row['name']}: position {row['position']} of {row['head']}"
             f" (lag {row['lag_events']} events, {row['lag_seconds']:.1f} s){error}"
         )
+
+
+def _gave_up(exc: RetryableError, how: str) -> RetryableError:
+    return RetryableError(
+        f"projections {how} ({exc}); the read models keep their stored position: rerun once fixed"
+    )
+
+
+def _add(total: RunnerStats, part: RunnerStats) -> None:
+    """Add one runner's counts to the command's."""
+    total.applied += part.applied
+    total.batches += part.batches
+    total.conflicts += part.conflicts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from masa.app.cli.common import err_console, settings
+from masa.app.cli.common import StopFlag, err_console, settings
 from masa.app.wiring import open_read_db
 
 app = typer.Typer()
@@ -36,4 +36,7 @@ def serve(
         lambda: open_read_db(config, reader=True), max_lag_s=config.projections.max_lag_s
     )
     err_console.print(f"masa serve: http://{bind}:{listen}/ (OpenAPI: /docs)")
+    # uvicorn shuts down on SIGTERM/SIGINT, then sends the signal again to the handler it
+    # found: this one, so SIGTERM ends in exit 0 and Ctrl-C in 130, as every command
+    StopFlag()
     uvicorn.run(api, host=bind, port=listen, log_level=config.log_level.lower())
