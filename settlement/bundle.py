@@ -4,8 +4,9 @@ statement, its hash and its Merkle root with no access to our store (DESIGN §7,
 A bundle is a folder of five files:
 
 ``events.jsonl``
-    every stored event before the epoch's ``EpochClosed`` and that ``EpochClosed`` itself, in
-    store order, one JSON object a line: ``position``, ``stream_id``, ``stream_version``,
+    every stored signed event before the epoch's ``EpochClosed`` and that ``EpochClosed``
+    itself, in store order (the ledger's unsigned records, which the fold does not read, are
+    left out), one JSON object a line: ``position``, ``stream_id``, ``stream_version``,
     ``ingest`` (``consumer``, ``topic``, ``partition``, ``offset``, ``ingested_at``: ingestion
     time decides where a late event counts) and ``envelope``, the signed envelope exactly as
     stored.
@@ -108,8 +109,9 @@ def export_bundle(
     and settler; the verifier then also checks that those events come from them."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ConfigurationError(f"{directory} exists and is not an empty folder")
-    settled, used = settle_through(events, epoch)
-    assert used[-1].position == settled.close_position
+    settled, seen = settle_through(events, epoch)
+    assert seen[-1].position == settled.close_position
+    used = [event for event in seen if event.signed]
     contents = {
         EVENTS: b"".join(event_line(event) + b"\n" for event in used),
         PARAMETERS: _pretty(parameters_json(settled.inputs.parameters)),

@@ -32,3 +32,5 @@ class Reason(StrEnum):
     UNKNOWN_LOG = "unknown_log"
     STALE_LOG = "stale_log"
     EPOCH_OUT_OF_ORDER = "epoch_out_of_order"
+    # the oracle's prepaid fees
+    INSUFFICIENT_BALANCE = "insufficient_balance"

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, replace
 
 from indexer.events import Event, Reason, Role
 from indexer.events import types as t
-from indexer.ingest.port import CHAIN_HISTORY, ChainEntry, StreamState
+from indexer.ingest import fees
+from indexer.ingest.fees import NO_FUNDS, Finality
+from indexer.ingest.port import CHAIN_HISTORY, ChainEntry, Deposit, StreamState
 
 # --- decisions ------------------------------------------------------------------------------
 
@@ -30,8 +32,8 @@ class Reject:
 
 @dataclass(frozen=True)
 class Hold:
-    """Wait for ``awaiting`` (``request:<id>`` or ``stake:<address>``); if it never comes,
-    reject with ``reason``."""
+    """Wait for ``awaiting`` (``request:<id>``, ``stake:<address>`` or ``balance:<oracle>``);
+    if it never comes, reject with ``reason``."""
 
     awaiting: str
     reason: Reason
@@ -67,14 +69,32 @@ _TRUSTED_ROLES = {
 
 
 def decide(
-    event: Event, stream: StreamState, producer: StreamState | None, policy: Policy
+    event: Event,
+    stream: StreamState,
+    producer: StreamState | None,
+    policy: Policy,
+    finality: Finality | None = None,
 ) -> Decision:
-    """Whether ``event`` may be appended to ``stream``, given its producer's node stream."""
+    """Whether ``event`` may be appended to ``stream``, given its producer's node stream and,
+    for a request's fee, the chains' finality as stored (``fees.Finality``)."""
     verdict = _check_producer(event, producer, policy)
     if verdict is not None:
         return verdict
     check = _STREAM_CHECKS.get(type(event.payload))
-    return check(event, stream) if check else Accept()
+    decision = check(event, stream) if check else Accept()
+    if isinstance(decision, Accept) and isinstance(event.payload, t.RequestSubmitted):
+        assert producer is not None  # _check_producer holds an oracle without a stream
+        return _funded(event.payload.fee, producer, finality or {})
+    return decision
+
+
+def _funded(fee: int, oracle: StreamState, finality: Finality) -> Decision:
+    """A request is accepted only if its fee fits in the oracle's final deposits."""
+    funds = oracle.funds or NO_FUNDS
+    if fees.reserve(funds, fee, finality) is not None:
+        return Accept()
+    detail = fees.shortfall(funds, fee, finality, oracle.key)
+    return Hold(f"balance:{oracle.key}", Reason.INSUFFICIENT_BALANCE, detail)
 
 
 def check_signer(event: Event) -> Reject | None:
@@ -180,14 +200,15 @@ _STREAM_CHECKS = {
 # --- evolution ------------------------------------------------------------------------------
 
 
-def evolve(stream: StreamState, event: Event) -> StreamState:
-    """The stream's state after appending ``event`` (which ``decide`` accepted)."""
+def evolve(stream: StreamState, event: Event, finality: Finality | None = None) -> StreamState:
+    """The stream's state after appending ``event`` (which ``decide`` accepted); ``finality``
+    as for ``decide``, where an oracle's deposit is retracted (a final one stays)."""
     payload = event.payload
     producer = event.envelope.producer
     state = replace(stream, version=stream.version + 1)
     match payload:
         case t.RequestSubmitted():
-            return replace(state, submitted_by=producer)
+            return replace(state, submitted_by=producer, fee=payload.fee)
         case t.RequestCompleted():
             return replace(state, closed="completed", closed_by=producer)
         case t.RequestFailed():
@@ -200,14 +221,48 @@ def evolve(stream: StreamState, event: Event) -> StreamState:
             return replace(state, contributor=payload.contributor)
         case t.EpochClosed():
             return replace(state, last_seq=payload.epoch)
+        case t.ChainFinalized():
+            final = max(payload.block_number, state.final_block or 0)
+            return replace(state, final_block=final)
         case t.ChainLogRetracted():
-            kept = tuple(e for e in state.chain if e.event_id != str(payload.retracted_id))
-            return replace(state, chain=kept)
-        case t.ChainPayload():
-            entry = ChainEntry(
+            retracted = str(payload.retracted_id)
+            kept = tuple(e for e in state.chain if e.event_id != retracted)
+            funds = state.funds and fees.retract(state.funds, retracted, finality or {})
+            return replace(state, chain=kept, funds=funds)
+        case t.FeesDeposited():
+            made = Deposit(
                 str(event.envelope.id),
-                getattr(payload, "new_stake", None),
-                payload.role if isinstance(payload, t.Staked) else None,
+                payload.log.chain_id,
+                payload.log.block_number,
+                payload.amount,
             )
-            return replace(state, chain=(*state.chain, entry)[-CHAIN_HISTORY:])
+            state = replace(state, funds=fees.deposit(state.funds or NO_FUNDS, made))
+            return _chain_entry(state, event)
+        case t.ChainPayload():
+            return _chain_entry(state, event)
     return state
+
+
+def _chain_entry(state: StreamState, event: Event) -> StreamState:
+    payload = event.payload
+    entry = ChainEntry(
+        str(event.envelope.id),
+        getattr(payload, "new_stake", None),
+        payload.role if isinstance(payload, t.Staked) else None,
+    )
+    return replace(state, chain=(*state.chain, entry)[-CHAIN_HISTORY:])
+
+
+def reserved(oracle: StreamState, fee: int, finality: Finality) -> StreamState:
+    """The oracle's stream after ingest reserved ``fee`` for a request ``decide`` accepted
+    (one version more: the ``FeeReserved`` record)."""
+    funds = fees.reserve(oracle.funds or NO_FUNDS, fee, finality)
+    if funds is None:
+        raise ValueError(f"fee {fee} does not fit in {oracle.key}'s funds; decide() held it")
+    return replace(oracle, version=oracle.version + 1, funds=funds)
+
+
+def released(oracle: StreamState, fee: int) -> StreamState:
+    """The oracle's stream after a failed request gave its ``fee`` back (``FeeReleased``)."""
+    funds = fees.release(oracle.funds or NO_FUNDS, fee)
+    return replace(oracle, version=oracle.version + 1, funds=funds)

@@ -31,8 +31,47 @@ class ChainEntry:
 
 
 @dataclass(frozen=True)
+class Deposit:
+    """A ``FeesDeposited`` of an oracle that was not final when ingest last looked."""
+
+    event_id: str
+    chain_id: int
+    block: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Funds:
+    """An oracle's prepaid fees as ingest knows them (its own stream, ``indexer.ingest.fees``).
+
+    ``final``: deposits known final; ``pending``: deposits not final yet (a reorg may still
+    retract them); ``committed``: fees reserved for accepted requests, open or completed, less
+    the releases of failed ones. What a new request may take is ``final - committed`` plus the
+    pending deposits final by then."""
+
+    final: int = 0
+    pending: tuple[Deposit, ...] = ()
+    committed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        pending = [[d.event_id, d.chain_id, d.block, str(d.amount)] for d in self.pending]
+        return {"final": str(self.final), "pending": pending, "committed": str(self.committed)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Funds:
+        pending = tuple(
+            Deposit(eid, chain, block, int(n)) for eid, chain, block, n in data["pending"]
+        )
+        return cls(int(data["final"]), pending, int(data["committed"]))
+
+
+@dataclass(frozen=True)
 class StreamState:
-    """What validation needs to know about one aggregate; stored as JSON beside the events."""
+    """What validation needs to know about one aggregate; stored as JSON beside the events.
+
+    ``fee``: on a request's stream, the fee ingest reserved for it (None: nothing reserved);
+    ``funds``: on an oracle's node stream, its prepaid fees; ``final_block``: on a chain's
+    stream (key: the chain id), the highest block a ``ChainFinalized`` declared final."""
 
     key: str
     version: int = 0
@@ -43,6 +82,9 @@ class StreamState:
     last_seq: int | None = None
     contributor: str | None = None
     chain: tuple[ChainEntry, ...] = ()
+    fee: int | None = None
+    funds: Funds | None = None
+    final_block: int | None = None
 
     @property
     def stake(self) -> int | None:
@@ -55,13 +97,18 @@ class StreamState:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"key": self.key, "version": self.version}
-        for name in ("submitted_by", "closed", "closed_by", "last_seq", "contributor"):
+        names = ("submitted_by", "closed", "closed_by", "last_seq", "contributor", "final_block")
+        for name in names:
             if (value := getattr(self, name)) is not None:
                 data[name] = value
         if self.data_used_by:
             data["data_used_by"] = list(self.data_used_by)
         if self.chain:
             data["chain"] = [[e.event_id, _str_or_none(e.new_stake), e.role] for e in self.chain]
+        if self.fee is not None:
+            data["fee"] = str(self.fee)
+        if self.funds is not None:
+            data["funds"] = self.funds.to_json()
         return data
 
     @classmethod
@@ -80,6 +127,9 @@ class StreamState:
             last_seq=data.get("last_seq"),
             contributor=data.get("contributor"),
             chain=chain,
+            fee=int(data["fee"]) if "fee" in data else None,
+            funds=Funds.from_json(data["funds"]) if "funds" in data else None,
+            final_block=data.get("final_block"),
         )
 
 

@@ -13,8 +13,16 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from indexer.bus.base import Bus, Record, TopicPartition, partition_for
-from indexer.events import Event, Reason, stream_id
-from indexer.ingest.batch import BatchBuilder, BatchContext, Holds, Topics, decode_or_reject
+from indexer.events import Event, NodeRole, Reason, stream_id
+from indexer.events.types import FeesDeposited
+from indexer.ingest.batch import (
+    BALANCE,
+    BatchBuilder,
+    BatchContext,
+    Holds,
+    Topics,
+    decode_or_reject,
+)
 from indexer.ingest.decide import Policy
 from indexer.ingest.port import IngestStore, OutboxRecord, StreamState, WriteConflict
 from indexer.retry import Backoff
@@ -37,6 +45,13 @@ class IngestConfig:
     retry_budget_s: float | None = None
     """Stop (re-raise) once steps have failed for this long in a row; None: retry forever."""
     stream_cache_size: int = 200_000
+
+
+def _shared(state: StreamState) -> bool:
+    """Whether other partitions write to this stream too: an oracle's, where every ingestor
+    that accepts one of its requests records the reservation. Never cached: each batch reads
+    it from the store, and the ``(stream, version)`` key turns a race into a redo."""
+    return state.funds is not None or state.role == NodeRole.ORACLE
 
 
 class _LRU(OrderedDict[UUID, StreamState]):
@@ -168,7 +183,7 @@ class Ingestor:
         cutoff_ms = int((now - self.config.hold_timeout).timestamp() * 1000)
         holds = self._held.all()
         builder.expire([h for h in holds if h.held_at_ms <= cutoff_ms])
-        builder.retry_holds([h for h in holds if h.awaiting.startswith("stake:")])
+        builder.retry_holds([h for h in holds if h.awaiting.startswith(("stake:", BALANCE))])
 
     def _context(
         self, decoded: list[tuple[Record, Event | EventRejected]], now: datetime
@@ -177,10 +192,15 @@ class Ingestor:
         events = [d for _, d in decoded if isinstance(d, Event)]
         keys = {e.key for e in events} | {h.key.decode() for h in holds if h.key is not None}
         producers = {e.envelope.producer for e in events} | {h.producer for h in holds}
-        wanted = {stream_id(k) for k in keys} | {stream_id(p) for p in producers}
-        cached = {sid: self._cache[sid] for sid in wanted if sid in self._cache}
-        loaded = self.store.load_streams(wanted - cached.keys())
-        streams = cached | loaded
+        streams = self._load({stream_id(k) for k in keys} | {stream_id(p) for p in producers})
+        # the oracles of the requests touched (a failure releases its fee in the oracle's
+        # stream), then the chains their pending deposits wait on
+        oracles = {s.submitted_by for s in streams.values() if s.submitted_by is not None}
+        streams |= self._load({stream_id(o) for o in oracles} - streams.keys())
+        chains = {d.chain_id for s in streams.values() if s.funds for d in s.funds.pending}
+        chains |= {e.payload.log.chain_id for e in events if isinstance(e.payload, FeesDeposited)}
+        streams |= self._load({stream_id(str(c)) for c in chains} - streams.keys())
+        producers |= oracles
         ids = {e.envelope.id for e in events} | {h.event_id for h in holds}
         return BatchContext(
             consumer=self.config.consumer_name,
@@ -193,6 +213,10 @@ class Ingestor:
             known_ids=self.store.known_event_ids(ids),
             held=self._held,
         )
+
+    def _load(self, wanted: set[UUID]) -> dict[UUID, StreamState]:
+        cached = {sid: self._cache[sid] for sid in wanted if sid in self._cache}
+        return cached | self.store.load_streams(wanted - cached.keys())
 
     def _commit(self, builder: BatchBuilder) -> None:
         write = builder.write
@@ -209,8 +233,10 @@ class Ingestor:
             self._reset()
             raise
         for sid, state in write.streams.items():
-            if self._owns(state.key):
+            if self._owns(state.key) and not _shared(state):
                 self._cache.put(sid, state)
+            else:
+                self._cache.pop(sid, None)
         self.stats.update(builder.stats)
         self._unpublished += write.outbox
         self._publish()

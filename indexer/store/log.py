@@ -4,7 +4,10 @@ the demo). Nobody parses stored JSON by hand.
 
 A stored event's state is ``{"envelope": <the signed envelope as sent>, "ingest": {...}}``
 (written by ``indexer.ingest.batch``); the decoder upcasts the payload to the current version
-of its type and keeps the envelope as sent, so a bundle can still show the signed bytes.
+of its type and keeps the envelope as sent, so a bundle can still show the signed bytes. The
+ledger's own records (``indexer.events.records``: fee reservations in an oracle's stream) are
+stored as ``{"record": {...}, "ingest": {...}}`` and decode to a ``LoggedEvent`` with
+``signed`` false and ``producer`` ``"ingest"``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import orjson
 
 from indexer.events import CURRENT_VERSION, EVENT_TYPES, Payload, lookup, upcast
 from indexer.events.fields import parse_timestamp
+from indexer.events.records import RECORD_PRODUCER, RECORD_TYPES
 from indexer.events.types import STORED_CONTEXT
 from masa.errors import PermanentError
 
@@ -58,6 +62,10 @@ class LoggedEvent:
     payload: Payload
     ingested: IngestedAt
     envelope: dict[str, Any]
+    """The signed envelope as sent; for a ledger record, the record (no producer, no
+    signature)."""
+    signed: bool = True
+    """False for the ledger's own records, which no producer signed."""
 
 
 class NotificationReader(Protocol):
@@ -92,6 +100,8 @@ def decode_record(
 ) -> LoggedEvent:
     """The typed event of a stored event's state already read as JSON (``{"envelope",
     "ingest"}``), as a bundle carries it; raises ``UndecodableEvent``."""
+    if isinstance(data, dict) and "record" in data:
+        return _decode_ledger_record(position, originator_id, originator_version, data)
     try:
         envelope, ingest = data["envelope"], data["ingest"]
         name, version = envelope["type"], envelope["version"]
@@ -111,13 +121,7 @@ def decode_record(
             stream_id=originator_id,
             stream_version=originator_version,
             payload=payload,
-            ingested=IngestedAt(
-                ingest["consumer"],
-                ingest["topic"],
-                ingest["partition"],
-                ingest["offset"],
-                parse_timestamp(ingest["ingested_at"]),
-            ),
+            ingested=_ingested(ingest),
             envelope=envelope,
         )
     except UndecodableEvent:
@@ -126,12 +130,53 @@ def decode_record(
         raise UndecodableEvent(f"event at position {position} cannot be decoded: {exc}") from exc
 
 
+def _decode_ledger_record(
+    position: int, originator_id: UUID, originator_version: int, data: dict[str, Any]
+) -> LoggedEvent:
+    try:
+        record, ingest = data["record"], data["ingest"]
+        kind = RECORD_TYPES.get((record["type"], record["version"]))
+        if kind is None:
+            raise UndecodableEvent(
+                f"record at position {position}: unknown type {record['type']} v{record['version']}"
+            )
+        return LoggedEvent(
+            position=position,
+            event_id=UUID(record["id"]),
+            type=kind.name,
+            stored_version=kind.version,
+            occurred_at=parse_timestamp(record["occurred_at"]),
+            producer=RECORD_PRODUCER,
+            stream_id=originator_id,
+            stream_version=originator_version,
+            payload=kind.payload.model_validate(record["payload"]),
+            ingested=_ingested(ingest),
+            envelope=record,
+            signed=False,
+        )
+    except UndecodableEvent:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UndecodableEvent(f"record at position {position} cannot be decoded: {exc}") from exc
+
+
+def _ingested(ingest: dict[str, Any]) -> IngestedAt:
+    return IngestedAt(
+        ingest["consumer"],
+        ingest["topic"],
+        ingest["partition"],
+        ingest["offset"],
+        parse_timestamp(ingest["ingested_at"]),
+    )
+
+
 def topics_of(types: Collection[str]) -> list[str]:
-    """The stored topics (``Type.vN``) of every version of ``types``."""
-    unknown = set(types) - set(CURRENT_VERSION)
+    """The stored topics (``Type.vN``) of every version of ``types`` (events or records)."""
+    known = [*EVENT_TYPES, *RECORD_TYPES]
+    unknown = set(types) - {name for name, _ in known}
     if unknown:
         raise ValueError(f"unknown event types: {', '.join(sorted(unknown))}")
-    return sorted(f"{name}.v{version}" for name, version in EVENT_TYPES if name in types)
+    return sorted(f"{name}.v{version}" for name, version in known if name in types)
 
 
 class EventLog:

@@ -19,6 +19,10 @@ from eth_utils import keccak
 from indexer.events import NodeRole, SignedMessage, make_event
 
 WORKER_ROLE, ORACLE_ROLE = NodeRole.WORKER, NodeRole.ORACLE
+#: What ``Scenario.stakes`` deposits for each oracle: enough for 10^5 requests at the largest
+#: synthetic fee (``Scenario.request``).
+DEPOSIT = 10**20
+MAX_FEE = 10**15
 
 
 def _account(seed: int, label: str, index: int) -> LocalAccount:
@@ -70,6 +74,8 @@ class Scenario:
     _rng: random.Random = field(init=False)
     _clock: int = field(init=False, default=0)
     _log_index: int = field(init=False, default=0)
+    _deposited: dict[str, int] = field(init=False, default_factory=dict)
+    _fees_deposited: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -112,9 +118,41 @@ class Scenario:
         return make_event(self.people.indexer, "Staked", payload, occurred_at=self._at())
 
     def stakes(self) -> list[SignedMessage]:
-        return [self.stake(w, WORKER_ROLE) for w in self.people.workers] + [
+        """Every worker and oracle staked, and every oracle funded (``fund``)."""
+        stakes = [self.stake(w, WORKER_ROLE) for w in self.people.workers] + [
             self.stake(o, ORACLE_ROLE) for o in self.people.oracles
         ]
+        deposits = [self.deposit(o) for o in self.people.oracles]
+        return [*stakes, *deposits, self.finalized()]
+
+    def deposit(self, oracle: LocalAccount, amount: int = DEPOSIT) -> SignedMessage:
+        """The indexer's ``FeesDeposited``: ``oracle`` prepaid ``amount`` wei of fees."""
+        self._deposited[oracle.address] = self._deposited.get(oracle.address, 0) + amount
+        self._fees_deposited += amount
+        payload = {
+            "log": self.chain_log(),
+            "oracle": oracle.address,
+            "amount": str(amount),
+            "deposited": str(self._deposited[oracle.address]),
+            "new_total_fees_deposited": str(self._fees_deposited),
+        }
+        return make_event(self.people.indexer, "FeesDeposited", payload, occurred_at=self._at())
+
+    def finalized(self) -> SignedMessage:
+        """The indexer's ``ChainFinalized`` up to the newest block of this scenario's logs."""
+        block = self._log_index // 4 + 1
+        payload = {
+            "chain_id": self.chain_id,
+            "block_number": block,
+            "block_hash": "0x" + keccak(f"block:{self.seed}:{block}".encode()).hex(),
+            "log_count": self._log_index,
+            "contracts": [self.contract],
+        }
+        return make_event(self.people.indexer, "ChainFinalized", payload, occurred_at=self._at())
+
+    def fund(self, oracle: LocalAccount, amount: int = DEPOSIT) -> list[SignedMessage]:
+        """A deposit of ``amount`` wei for ``oracle`` and the finality that makes it count."""
+        return [self.deposit(oracle, amount), self.finalized()]
 
     def source_url(self, contributor: int) -> str:
         return f"https://data{contributor}.example.org/"
@@ -144,7 +182,7 @@ class Scenario:
         request_id = str(self._uuid())
         kind = self._rng.choice(["data", "llm"])
         spec = self.llm_spec() if kind == "llm" else self.data_spec()
-        fee = str(self._rng.randrange(10**15, 10**18))
+        fee = str(self._rng.randrange(MAX_FEE // 1000, MAX_FEE))
         events = [
             self._event(
                 oracle,

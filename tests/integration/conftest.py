@@ -17,6 +17,7 @@ import pytest
 
 from indexer.bus.base import Bus
 from indexer.events import SignedMessage
+from indexer.events.records import RECORD_TYPES
 from indexer.ingest.dlq import DeadLetter, read_dead_letters
 from indexer.ingest.runner import Ingestor
 from indexer.store.base import EventStore
@@ -69,11 +70,14 @@ class Harness:
         return Harness(harness.settings, people)
 
     def stored_count(self) -> int:
+        """Stored signed events (the ledger's own records, fee reservations, not counted)."""
         store = self.store()
         try:
-            return sum(store.count_events().values())
+            counts = store.count_events()
         finally:
             store.close()
+        records = {f"{name}.v{version}" for name, version in RECORD_TYPES}
+        return sum(n for topic, n in counts.items() if topic not in records)
 
     def send(self, messages: Iterable[SignedMessage | Probe | tuple[bytes | None, bytes]]) -> int:
         producer = self.bus.producer()
@@ -124,7 +128,15 @@ class Harness:
         return open_store(self.settings)
 
     def stored(self) -> list[LoggedEvent]:
-        """Every stored event, decoded, in notification order."""
+        """Every stored signed event, decoded, in notification order."""
+        return [e for e in self.stored_all() if e.signed]
+
+    def records(self) -> list[LoggedEvent]:
+        """The ledger's own records (fee reservations and releases), in notification order."""
+        return [e for e in self.stored_all() if not e.signed]
+
+    def stored_all(self) -> list[LoggedEvent]:
+        """Every stored event and record, decoded, in notification order."""
         store = self.store()
         try:
             return list(EventLog(store).iterate())
@@ -135,8 +147,9 @@ class Harness:
         return [r.event_id for r in self.stored()]
 
     def streams(self) -> dict[Any, list[int]]:
+        """Each stream's stored versions, records included, in notification order."""
         versions: dict[Any, list[int]] = defaultdict(list)
-        for r in self.stored():
+        for r in self.stored_all():
             versions[r.stream_id].append(r.stream_version)
         return versions
 

@@ -17,6 +17,7 @@ from indexer.ingest.decide import (
     decide,
     evolve,
 )
+from indexer.ingest.port import Deposit, Funds
 from masa.app.synthetic import ORACLE_ROLE, WORKER_ROLE, Participants, Scenario
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -31,7 +32,9 @@ def event(message):
 
 
 def staked(role: int) -> StreamState:
-    return StreamState(key="node", version=1, chain=(ChainEntry("e", 100, role),))
+    """A node staked in ``role``; an oracle with ample final deposits."""
+    funds = Funds(final=10**24) if role == ORACLE_ROLE else None
+    return StreamState(key="node", version=1, chain=(ChainEntry("e", 100, role),), funds=funds)
 
 
 def scenario() -> Scenario:
@@ -62,6 +65,24 @@ states = st.builds(
     data_used_by=st.lists(st.just("0x" + "2" * 40), max_size=2).map(tuple),
     last_seq=st.none() | st.integers(0, 2**53 - 1),
     contributor=st.none() | st.just("0x" + "3" * 40),
+    fee=st.none() | st.integers(0, 2**256 - 1),
+    funds=st.none()
+    | st.builds(
+        Funds,
+        st.integers(0, 2**256 - 1),
+        st.lists(
+            st.builds(
+                Deposit,
+                st.uuids().map(str),
+                st.integers(1, 2**53 - 1),
+                st.integers(0, 2**53 - 1),
+                st.integers(0, 2**256 - 1),
+            ),
+            max_size=3,
+        ).map(tuple),
+        st.integers(0, 2**256 - 1),
+    ),
+    final_block=st.none() | st.integers(0, 2**53 - 1),
     chain=st.lists(
         st.builds(
             ChainEntry,
