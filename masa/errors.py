@@ -8,7 +8,8 @@
         ├── EventRejected       an inbound message failed validation (carries a RejectReason)
         ├── ChainError          contract call reverted, deployment missing, reorg too deep
         ├── JobError            a worker job failed (unreachable site, timeout, bad spec)
-        └── ResultRejected      an oracle app refused a delivered result (carries a reason)
+        ├── ResultRejected      an oracle app refused a delivered result (carries a reason)
+        └── InsufficientBalance a fee beyond an oracle's available prepaid fees
 
 Adapters translate library errors into these with ``raise ... from exc``; the CLI turns
 them into one line and an exit code.
@@ -78,3 +79,9 @@ class ResultRejected(PermanentError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class InsufficientBalance(PermanentError):
+    """A request's fee is beyond what the oracle's final deposits leave available (``masa
+    request submit`` refuses it unless ``--force``; ingest holds such a request until a deposit
+    covers it, then dead-letters it as ``insufficient_balance``)."""

@@ -113,6 +113,8 @@ COMMANDS = [
     ["keys", "show"],
     ["keys", "import"],
     ["node", "status"],
+    ["oracle", "balance"],
+    ["oracle", "deposit"],
     ["contracts", "mint"],
     ["index"],
     ["nonsense"],

@@ -113,6 +113,35 @@ def test_deploy_mint_stake_unstake_and_status(operator):
     assert status["locks"][0]["amount"] == str(250_500_000_000_000_000_000)
 
 
+def test_an_oracle_deposits_fees_on_chain(fresh_anvil, tmp_path):
+    """``masa oracle deposit``, in this process (``main()``, as test_cli_breaking runs it)."""
+    from tests.integration.test_cli_breaking import masa
+
+    deployer, oracle = fresh_anvil.accounts[0], Account.create()
+    save_keystore(deployer, tmp_path / "deployer.json", PASSWORD)
+    save_keystore(oracle, tmp_path / "home" / "keys" / "oracle.json", PASSWORD)  # the default
+    Web3(Web3.HTTPProvider(fresh_anvil.rpc_url)).eth.send_transaction(
+        {"from": deployer.address, "to": oracle.address, "value": 10**18}
+    )
+    env = {"MASA_KEY_PASSWORD": PASSWORD, "MASA_CHAIN__RPC_URL": fresh_anvil.rpc_url}
+
+    def run(*args: str, code: int = 0) -> str:
+        done = masa(list(args), tmp_path, env)
+        assert done.code == code and "Traceback" not in done.output, done
+        return done.stdout if code == 0 else done.stderr
+
+    admin = ["--key-file", str(tmp_path / "deployer.json")]
+    run("contracts", "deploy", *admin, "--json")
+    run("contracts", "mint", "--to", oracle.address, "--amount", "5", *admin)
+    first = json.loads(run("oracle", "deposit", "--amount", "1.5", "--json"))
+    assert first["oracle"] == oracle.address.lower()
+    assert first["amount"] == first["deposited_on_chain"] == str(1_500_000_000_000_000_000)
+    again = json.loads(run("oracle", "deposit", "--amount", "2", "--json"))
+    assert again["deposited_on_chain"] == str(3_500_000_000_000_000_000)
+    broke = run("oracle", "deposit", "--amount", "10", code=1)  # more than the wallet holds
+    assert len(broke.strip().splitlines()) == 1 and "ERC20InsufficientBalance" in broke, broke
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

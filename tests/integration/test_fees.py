@@ -14,12 +14,14 @@ when two ingestors reserve at once (DESIGN §7, docs/decisions.md).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,10 +33,13 @@ from indexer.events import SignedMessage, stream_id
 from indexer.ingest.dlq import replay
 from indexer.ingest.port import IngestWrite
 from indexer.ingest.runner import Ingestor
+from masa.app.keys import save_keystore
 from masa.app.synthetic import ORACLE_ROLE, WORKER_ROLE, Scenario
 from masa.app.wiring import ingest_config, open_read_db, worker_config
 from projections import queries
 from tests.integration.conftest import Harness
+from tests.integration.test_cli_breaking import Result
+from tests.integration.test_cli_breaking import masa as run_masa
 from tests.support.readmodels import project
 from workers.node import Worker
 
@@ -249,3 +254,55 @@ def test_a_failure_releases_its_fee_and_the_read_model_shows_the_balance(
     }  # fmt: skip
     assert balance["unpaid_requests"] == 0
     assert statuses == {first: "failed", second: "completed", third: "submitted"}
+
+
+@EMBEDDED
+def test_oracle_balance_and_request_submit_refuse_a_fee_beyond_it(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """``masa oracle balance`` reads the read models; ``masa request submit`` refuses, in one
+    line, a fee beyond the available balance, unless ``--force``."""
+    s = scenario(harness)
+    oracle = harness.people.oracles[0]
+    harness.send([s.stake(oracle, ORACLE_ROLE), *s.fund(oracle, 3 * FEE)])
+    for _ in range(4):
+        s.chain_log()  # a later block, not final yet
+    harness.send([s.deposit(oracle, FEE)])
+    harness.send([submit(s, oracle)])
+    harness.ingest(idle_s=0.5)
+    keystore = tmp_path / "oracle.json"
+    save_keystore(oracle, keystore, "pw")
+    env: dict[str, str | None] = {**harness.env(), "MASA_KEY_PASSWORD": "pw"}
+
+    def masa(*args: str) -> Result:  # the command line's main(), in this process
+        return run_masa(list(args), tmp_path, env)
+
+    before = masa("oracle", "balance", "--key-file", str(keystore), "--json")
+    assert before.code == 1  # no read models yet: one line saying what to run
+    assert before.stderr.strip().endswith("run 'masa db migrate' and 'masa project run'")
+    project(harness)
+    shown = json.loads(masa("oracle", "balance", oracle.address, "--json").stdout)
+    assert shown == {
+        "oracle": oracle.address.lower(), "deposited": str(3 * FEE),
+        "pending_deposits": str(FEE), "reserved": str(FEE), "spent": "0",
+        "debited": str(FEE), "available": str(2 * FEE), "unpaid_requests": 0,
+    }  # fmt: skip
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(s.llm_spec()))
+    submit_args = ["request", "submit", "--kind", "llm", "--spec", str(spec)]
+    key = ["--key-file", str(keystore)]
+    refused = masa(*submit_args, "--fee", str(2 * FEE + 1), *key)
+    assert refused.code == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(
+        f"masa: error: insufficient_balance: fee {2 * FEE + 1} wei is more than the {2 * FEE}"
+    )
+    assert "deposit at least 1 wei more" in line and "--force" in line
+    fits = masa(*submit_args, "--fee", str(2 * FEE), *key, "--json")
+    forced = masa(*submit_args, "--fee", str(2 * FEE + 1), *key, "--force", "--json")
+    assert (fits.code, forced.code) == (0, 0), fits.stderr + forced.stderr
+    harness.ingest(idle_s=0.5)
+    stored = stored_requests(harness)
+    assert json.loads(fits.stdout)["request_id"] in stored  # the balance covered it
+    assert json.loads(forced.stdout)["request_id"] not in stored  # held: nothing left for it

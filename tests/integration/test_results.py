@@ -478,7 +478,8 @@ def test_masa_request_submit_waits_for_the_verified_result_and_status_and_result
     out = tmp_path / "items.json"
     submit = subprocess.Popen(
         [MASA, "request", "submit", "--kind", "data", "--spec", str(spec), "--fee", "1000",
-         "--key-file", str(mine), "--wait", "--timeout", "120", "--out", str(out), "--json"],
+         "--key-file", str(mine), "--wait", "--timeout", "120", "--out", str(out), "--json",
+         "--force"],  # no read models here to check the balance in (tests/integration/test_fees.py)
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

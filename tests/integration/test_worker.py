@@ -100,6 +100,7 @@ class Network:
         people = self.harness.people
         self.scenario = Scenario(people, start=datetime.now(UTC) - timedelta(seconds=30))
         self.outbox.append(self.scenario.stake(self.oracle, ORACLE_ROLE))
+        self.outbox += self.scenario.fund(self.oracle)  # ingest accepts only funded requests
 
     @property
     def oracle(self) -> LocalAccount:

@@ -11,6 +11,7 @@ from masa.app.cli import (
     index,
     ingest,
     keys,
+    oracle,
     project,
     serve,
     settle_verify,
@@ -33,4 +34,5 @@ app.add_typer(db.app, name="db")
 app.add_typer(project.app, name="project")
 app.add_typer(settle_verify.app, name="settle")
 app.add_typer(request_cli.app, name="request")
+app.add_typer(oracle.app, name="oracle")
 import masa.app.cli.settle  # noqa: E402, F401  (registers settle, rewards and claim)

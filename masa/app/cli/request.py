@@ -15,11 +15,12 @@ import typer
 
 from indexer.store.log import EventLog
 from masa.app.cli.common import JsonOption, err_console, print_json, settings
+from masa.app.cli.oracle import balance_report
 from masa.app.client import OracleClient, Outcome, OutcomeReader
-from masa.app.keys import DEFAULT_PASSWORD_ENV, load_keystore, password_from
+from masa.app.keys import DEFAULT_PASSWORD_ENV, keystore_address, load_keystore, password_from
 from masa.app.settings import Settings
 from masa.app.wiring import open_bus, open_store
-from masa.errors import ConfigurationError
+from masa.errors import ConfigurationError, InsufficientBalance
 
 app = typer.Typer(help="Submit requests as an oracle app; follow them; fetch results.")
 
@@ -40,6 +41,9 @@ def submit(
     spec: Path = typer.Option(..., "--spec", help="JSON file of the spec (docs/worker.md)."),
     fee: int = typer.Option(..., "--fee", min=0, help="The fee in wei."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the outcome and the result."),
+    force: bool = typer.Option(
+        False, "--force", help="Send even if the fee is beyond the available balance."
+    ),
     timeout_s: float = TimeoutOption,
     out: Path | None = OutOption,
     key_file: Path | None = KeyFileOption,
@@ -47,16 +51,21 @@ def submit(
     as_json: bool = JsonOption,
 ) -> None:
     """Sign and send a RequestSubmitted; with --wait, also wait until the ledger stores its
-    outcome and print (or --out) the verified result.
+    outcome and print (or --out) the verified result. A fee beyond the oracle's available
+    balance (the read models, as 'masa oracle balance' shows it) is refused unless --force:
+    ingest would hold the request until a deposit covers it, then dead-letter it.
 
     Examples:
       masa request submit --kind data --spec spec.json --fee 1000000000000000 --wait
       masa request submit --kind llm --spec prompt.json --fee 10000 --wait --out answer.txt
+      masa request submit --kind llm --spec prompt.json --fee 10000 --force
     """
     if kind not in ("data", "llm"):
         raise ConfigurationError(f"--kind must be data or llm, not {kind!r}")
     body = _spec(spec)
     config = settings(ctx)
+    if not force:
+        _check_balance(config, keystore_address(key_file or _default_key(config)), fee)
     with _client(config, key_file, password_env) as client:
         try:
             rid = client.submit(kind, body, fee)
@@ -154,9 +163,25 @@ def _spec(path: Path) -> dict[str, Any]:
     return body
 
 
+def _check_balance(config: Settings, oracle: str, fee: int) -> None:
+    """Refuse, in one line, a fee the oracle's available balance does not cover."""
+    available = int(balance_report(config, oracle)["available"])
+    if fee > available:
+        raise InsufficientBalance(
+            f"insufficient_balance: fee {fee} wei is more than the {available} wei available to"
+            f" {oracle} (masa oracle balance); deposit at least {fee - available} wei more with"
+            " 'masa oracle deposit --amount', or send it anyway with --force (ingest holds it"
+            " until a deposit covers it)"
+        )
+
+
+def _default_key(config: Settings) -> Path:
+    return config.home / "keys" / "oracle.json"
+
+
 @contextmanager
 def _client(config: Settings, key_file: Path | None, password_env: str) -> Iterator[OracleClient]:
-    path = key_file or config.home / "keys" / "oracle.json"
+    path = key_file or _default_key(config)
     account = load_keystore(path, password_from(password_env))
     store = open_store(config)
     try:
