@@ -72,6 +72,7 @@ class History:
     retracted: list[str] = field(default_factory=list)
     late_heartbeats: int = 0
     early_completions: int = 0
+    submitted: int = 0
 
 
 class _Builder:
@@ -307,7 +308,7 @@ class _Builder:
         request_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         fee = self.rng.randrange(10**15, 10**17)
         if self.rng.random() < 0.04:
-            fee = 10**22  # beyond any balance: unpaid
+            fee = 10**22  # beyond any balance: ingest holds it, it is never stored
         kind = self.rng.choice(["data", "llm"])
         spec = (
             {"model": "tiny-llama", "prompt": "summarise", "max_tokens": 64}
@@ -320,6 +321,7 @@ class _Builder:
         )
         body = {"request_id": request_id, "kind": kind, "spec": spec, "fee": str(fee)}
         submitted = self.signed(oracle, "RequestSubmitted", body, self.at())
+        self.h.submitted += 1
         closed_at = self.at(self.t + self.rng.uniform(0.2, 30))
         closing: list[SignedMessage] = []
         if self.rng.random() < 0.1:
@@ -510,7 +512,12 @@ def assert_facts(tables: dict[str, list[Row]], history: History) -> None:
     # workers' streams are on different partitions, so some sent late are stored in time
     assert 0 < sum(r["late_heartbeats"] for r in uptime) <= history.late_heartbeats
     requests = {r["status"] for r in tables["requests"]}
-    assert {"completed", "unpaid", "failed"} <= requests
+    assert {"completed", "failed"} <= requests
+    # ingest stores a request only once its fee is reserved: the read models reserve it too,
+    # so none is ever unpaid (and those beyond the balance were held, never stored)
+    assert "unpaid" not in requests
+    assert all(r["reserved"] for r in tables["requests"] if r["status"] != "failed")
+    assert 0 < len(tables["requests"]) < history.submitted
     uses = tables["data_uses"]
     assert any(r["credited"] for r in uses) and any(not r["credited"] for r in uses)
     changes = tables["stake_changes"]
@@ -532,7 +539,8 @@ def assert_facts(tables: dict[str, list[Row]], history: History) -> None:
     assert {r["data_share_bps"] for r in tables["parameters"]} == {2000, 700}
     assert len({r["genesis"] for r in tables["parameters"]}) == 1
     assert any(r["protocol_part"] for r in tables["epoch_fees"])
-    assert any(r["unpaid_requests"] > 0 for r in tables["oracle_balances"])
+    assert all(r["unpaid_requests"] == 0 for r in tables["oracle_balances"])
+    assert all(r["available"] >= 0 for r in tables["oracle_balances"])
     assert any(r["slashed"] > 0 for r in tables["nodes"])
     assert len(tables["nodes"]) == 6
     assert history.early_completions > 0
