@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from indexer.events.reasons import Reason
+from indexer.events.records import RECORD_TYPES, RecordType
 from indexer.events.types import CURRENT_VERSION, EVENT_TYPES, UPCASTERS, EventType
 
 _HEADER = """\
@@ -60,6 +62,23 @@ Every Kafka message on the events topic is one UTF-8 JSON object:
 
 An event whose producer has never staked is held (up to `ingest.hold_timeout_s`) because its
 stake may still be on its way from the chain; one whose stake is zero is rejected at once.
+
+A `RequestSubmitted` is accepted only if its `fee` fits in what the oracle's **final** deposits
+(`FeesDeposited` in blocks a stored `ChainFinalized` covers) leave available; ingest then
+reserves it. One that does not fit is held on `balance:<oracle>` until a deposit is final or a
+failed request gives its fee back, and after `ingest.hold_timeout_s` it is dead-lettered
+`insufficient_balance`, with how much to deposit. Workers only ever see accepted requests.
+"""
+
+_RECORDS = """
+## Ledger records
+
+Ingest also stores records of its own, derived from a signed event in the same transaction:
+not messages (a message of one of these types is an `unknown_type`), with no producer and no
+signature. A record is stored as `{"record": {id, type, version, occurred_at, payload},
+"ingest": {...}}`; its `id` derives from its type and `cause`, the id of the signed event it
+comes from, and `occurred_at` is the cause's. The read models and the settlement fold signed
+events only, and an epoch's bundle leaves records out (`indexer/events/records.py`).
 """
 
 _REJECTIONS = """
@@ -68,11 +87,7 @@ _REJECTIONS = """
 A rejected message goes to the dead-letter topic as
 `{dlq_id, reason, detail, source: {topic, partition, offset}, consumer, rejected_at, key, value}`
 (key and value base64, byte for byte). `masa dlq list` shows them; `masa dlq replay` sends them
-back. Reasons: `too_large`, `bad_json`, `bad_envelope`, `unknown_type`, `bad_payload`,
-`bad_signature`, `wrong_key`, `clock_skew`, `not_staked`, `wrong_role`, `untrusted_indexer`,
-`untrusted_governor`, `untrusted_settler`, `not_contributor`, `unknown_request`,
-`duplicate_request`, `request_closed`, `duplicate_data_use`, `stale_heartbeat`,
-`source_taken`, `unknown_log`, `epoch_out_of_order`.
+back. Reasons: {reasons}.
 A message with an `id` already stored is dropped silently and counted as a duplicate.
 """
 
@@ -88,8 +103,17 @@ def render_markdown() -> str:
     parts.append("\n## Shared shapes\n")
     parts += [_table(name, shape) for name, shape in sorted(shapes.items())]
     parts.append(_upcasts())
-    parts.append(_REJECTIONS)
+    parts.append(_RECORDS)
+    parts += [_record_section(r) for _, r in sorted(RECORD_TYPES.items())]
+    reasons = ", ".join(f"`{r}`" for r in Reason)
+    parts.append(_REJECTIONS.replace("{reasons}", reasons))
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _record_section(record: RecordType) -> str:
+    schema = record.payload.model_json_schema(mode="serialization")
+    doc = " ".join((record.payload.__doc__ or "").split())
+    return f"### {record.name} (v{record.version})\n\n{doc}\n\n" + _rows(schema)
 
 
 def _section(event_type: EventType, schema: dict[str, Any]) -> str:

@@ -3,7 +3,8 @@ notification log) plus the tables ingest keeps in the same transaction:
 
 - ``ingest_event_ids``: every stored event id, the dedupe of last resort;
 - ``ingest_streams``: per aggregate, the version and the state validation needs;
-- ``ingest_holds``: events waiting for their request or their producer's stake;
+- ``ingest_holds``: events waiting for their request, their producer's stake or (a request)
+  its oracle's balance;
 - ``ingest_outbox``: dead letters and accepted requests, published to the bus after commit;
 - ``dlq_replays``: dead letters an operator sent back to the events topic.
 

@@ -201,6 +201,8 @@ def test_an_oracle_gets_its_data_and_llm_results_verified_against_the_ledger(
         stored = harness.stored()
         assert {r.type for r in stored} <= {
             "Staked",
+            "FeesDeposited",
+            "ChainFinalized",
             "RequestSubmitted",
             "RequestCompleted",
             "RequestFailed",

@@ -1,4 +1,5 @@
-"""``masa events held``: the events ingest holds until their request or stake arrives."""
+"""``masa events held``: the events ingest holds until their request, stake or balance
+arrives."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ def held(
     ctx: typer.Context,
     as_json: bool = JsonOption,
 ) -> None:
-    """Events ingest holds: each waits for its request (awaiting request:<id>) or its
-    producer's stake (stake:<address>) for ingest.hold_timeout_s, then becomes a dead letter
-    with the reason shown (see 'masa dlq list')."""
+    """Events ingest holds: each waits for its request (awaiting request:<id>), its
+    producer's stake (stake:<address>) or, a request, its oracle's balance (balance:<oracle>)
+    for ingest.hold_timeout_s, then becomes a dead letter with the reason shown (see 'masa dlq
+    list')."""
     config = settings(ctx)
     bus = open_bus(config)
     store = open_store(config)
