@@ -47,6 +47,10 @@ class IngestConfig:
     stream_cache_size: int = 200_000
 
 
+def _slot(record: Record) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
+
+
 def _shared(state: StreamState) -> bool:
     """Whether other partitions write to this stream too: an oracle's, where every ingestor
     that accepts one of its requests records the reservation. Never cached: each batch reads
@@ -87,6 +91,8 @@ class Ingestor:
         self._cache = _LRU(config.stream_cache_size)
         self._held = Holds()
         self._unpublished: list[OutboxRecord] = []
+        #: The checked records of a batch that conflicted, by slot, for its redo.
+        self._redo: dict[tuple[str, int, int], Event | EventRejected] = {}
         self._last_recheck = 0.0
         #: The error of the last step when it failed (None once a step succeeds).
         self.failing: RetryableError | None = None
@@ -105,6 +111,7 @@ class Ingestor:
             log.info("revoked %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions))
         self._owned -= set(partitions)
         self._cache.clear()
+        self._redo.clear()
         self._held.drop(partitions)
 
     def _load_holds(self, partitions: Collection[TopicPartition]) -> None:
@@ -152,12 +159,16 @@ class Ingestor:
         if not records and not due:
             return Counter()
         now = self.clock()
-        decoded = [(r, self._decode(r, now)) for r in records]
+        redo, self._redo = self._redo, {}
+        decoded = [(r, redo.get(_slot(r)) or self._decode(r, now)) for r in records]
         builder = BatchBuilder(self._context(decoded, now))
         builder.add_records(decoded)
         if due:
             self._recheck_holds(builder, now)
-        self._commit(builder)
+        if not self._commit(builder):
+            # the records come again from the stored offsets: keep their checks (an offset's
+            # bytes never change), so a redo costs no second signature recovery
+            self._redo = {_slot(r): outcome for r, outcome in decoded}
         return builder.stats
 
     def _decode(self, record: Record, now: datetime) -> Event | EventRejected:
@@ -218,17 +229,18 @@ class Ingestor:
         cached = {sid: self._cache[sid] for sid in wanted if sid in self._cache}
         return cached | self.store.load_streams(wanted - cached.keys())
 
-    def _commit(self, builder: BatchBuilder) -> None:
+    def _commit(self, builder: BatchBuilder) -> bool:
+        """Write the batch; False when another writer got there first (then reset)."""
         write = builder.write
         if write.is_empty():
-            return
+            return True
         try:
             self.store.write(write)
         except WriteConflict:
             log.warning("batch conflicted with another writer; re-reading from stored offsets")
             self.stats["conflicts"] += 1
             self._reset()
-            return
+            return False
         except Exception:
             self._reset()
             raise
@@ -240,6 +252,7 @@ class Ingestor:
         self.stats.update(builder.stats)
         self._unpublished += write.outbox
         self._publish()
+        return True
 
     def _owns(self, key: str) -> bool:
         tp = TopicPartition(

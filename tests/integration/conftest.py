@@ -26,6 +26,9 @@ from masa.app.settings import Settings
 from masa.app.synthetic import Participants, Probe
 from masa.app.wiring import ingest_config, open_bus, open_store
 
+#: How long ``Harness.ingest`` waits for its first partitions before quiet time counts.
+JOIN_WAIT_S = 20.0
+
 BACKENDS = [
     ("embedded", "sqlite"),
     ("embedded", "postgres"),
@@ -103,7 +106,10 @@ class Harness:
         """Run one ingestor until nothing arrives for ``idle_s`` (and ``until()`` holds).
 
         ``until`` keeps an ingestor from giving up while it waits for partitions: a Kafka
-        group with several members can take longer than ``idle_s`` to settle."""
+        group with several members can take longer than ``idle_s`` to settle. Quiet time
+        counts only once the ingestor owns a partition (up to ``JOIN_WAIT_S``): a Kafka group
+        leader that joined before it had the topic's metadata first assigns nothing, then
+        rejoins when the metadata arrives."""
         store = open_store(self.settings)
         ingestor = Ingestor(self.bus, store, ingest_config(self.settings))
         started = last = time.monotonic()
@@ -112,14 +118,17 @@ class Harness:
             nonlocal last
             last = time.monotonic()
 
-        try:
-            ingestor.run(
-                lambda: (
-                    (time.monotonic() - last > idle_s and (until is None or until()))
-                    or time.monotonic() - started > timeout_s
-                ),
-                on_batch,
+        def should_stop() -> bool:
+            nonlocal last
+            now = time.monotonic()
+            if not ingestor._owned and now - started < JOIN_WAIT_S:
+                last = now  # still joining: not idle yet
+            return (now - last > idle_s and (until is None or until())) or (
+                now - started > timeout_s
             )
+
+        try:
+            ingestor.run(should_stop, on_batch)
         finally:
             store.close()
         return ingestor.stats
