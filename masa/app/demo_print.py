@@ -7,18 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
+
+from masa.app.cli.common import table
 
 WEI = 10**18
-
-
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
-    result = Table(title=title, title_justify="left")
-    for column in columns:
-        result.add_column(column, overflow="fold")
-    for row in rows:
-        result.add_row(*(str(v) for v in row))
-    return result
 
 
 def short(address: str | None) -> str:
