@@ -1,7 +1,9 @@
 """``ingest_partitions``: per bus partition ingest took events from, the newest event stored
 from it and how long that event took to reach the store (its ingestion time less the time its
 producer made it). Chain events occur at their block's time and a governor's parameters at
-the time they name, so only events stamped by their producer when sent set the delay."""
+the time they name, so only events stamped by their producer when sent set the delay. The
+ledger's own records (fee reservations) are not counted: they come with an event, not from
+the bus."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ STAMPED_WHEN_SENT = (
 
 
 def stored(state: LedgerState, event: LoggedEvent) -> None:
+    if not event.signed:
+        return  # a ledger record (a fee reservation) was written by ingest, not taken from the bus
     source = event.ingested
     table = state["ingest_partitions"]
     row = table.get(source.topic, source.partition) or {
