@@ -21,3 +21,20 @@ _WORDS = {
 def sql(dialect: str, text: str) -> str:
     """``text`` with the dialect words filled in."""
     return text.format(**_WORDS[dialect])
+
+
+def create(statements: list[str]) -> None:
+    """Run a revision's ``statements`` on alembic's connection, in its dialect."""
+    from alembic import op
+
+    dialect = op.get_bind().dialect.name
+    for statement in statements:
+        op.execute(sql(dialect, statement))
+
+
+def drop(tables: list[str]) -> None:
+    """Drop a revision's ``tables`` (in the order given: dependants first)."""
+    from alembic import op
+
+    for table in tables:
+        op.execute(f"DROP TABLE {table}")

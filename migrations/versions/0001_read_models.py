@@ -7,9 +7,7 @@ Revises:
 
 from __future__ import annotations
 
-from alembic import op
-
-from migrations import sql
+from migrations import create, drop
 
 revision = "0001"
 down_revision = None
@@ -194,11 +192,8 @@ DROPPED = [
 
 
 def upgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    for statement in TABLES:
-        op.execute(sql(dialect, statement))
+    create(TABLES)
 
 
 def downgrade() -> None:
-    for table in DROPPED:
-        op.execute(f"DROP TABLE {table}")
+    drop(DROPPED)

@@ -7,9 +7,7 @@ Revises: 0001
 
 from __future__ import annotations
 
-from alembic import op
-
-from migrations import sql
+from migrations import create, drop
 
 revision = "0002"
 down_revision = "0001"
@@ -67,11 +65,8 @@ DROPPED = ["claims", "payouts", "settlements"]
 
 
 def upgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    for statement in TABLES:
-        op.execute(sql(dialect, statement))
+    create(TABLES)
 
 
 def downgrade() -> None:
-    for table in DROPPED:
-        op.execute(f"DROP TABLE {table}")
+    drop(DROPPED)

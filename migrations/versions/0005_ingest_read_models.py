@@ -8,9 +8,7 @@ Revises: 0004
 
 from __future__ import annotations
 
-from alembic import op
-
-from migrations import sql
+from migrations import create, drop
 
 revision = "0005"
 down_revision = "0004"
@@ -49,11 +47,8 @@ DROPPED = ["ingest_partitions", "dead_letters"]
 
 
 def upgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    for statement in TABLES:
-        op.execute(sql(dialect, statement))
+    create(TABLES)
 
 
 def downgrade() -> None:
-    for table in DROPPED:
-        op.execute(f"DROP TABLE {table}")
+    drop(DROPPED)
